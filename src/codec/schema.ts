@@ -16,7 +16,7 @@ export function readMap(value: unknown, what: string, expectedKeys: readonly str
     if (!expectedKeys.includes(key)) throw new CodecError('UNKNOWN_FIELD', `${what}: unknown field "${key}"`);
   }
   for (const key of expectedKeys) {
-    if (!(key in fields)) throw new CodecError('MISSING_FIELD', `${what}: missing field "${key}"`);
+    if (!Object.hasOwn(fields, key)) throw new CodecError('MISSING_FIELD', `${what}: missing field "${key}"`);
   }
   return fields;
 }

@@ -1,0 +1,384 @@
+/**
+ * Byzantine behaviours: ways a replica can lie. Each wraps an honest core and rewrites what it sends
+ * (per destination, so it can equivocate) or adds traffic of its own. The simulator runs them, and
+ * real replicas run them under `--byzantine` on a testnet. Deterministic given the random source.
+ */
+import type { Sha256 } from '../crypto/types.ts';
+import { batchDigest } from '../protocol/certificates.ts';
+import { primaryOf } from '../protocol/config.ts';
+import {
+  type Body,
+  type CheckpointBody,
+  type CommitBody,
+  DIGEST_BYTES,
+  type Message,
+  type NewViewBody,
+  type PrePrepareBody,
+  type PrepareBody,
+  type ReplicaId,
+  type Signed,
+  signBody,
+  type ViewChangeBody,
+} from '../protocol/messages.ts';
+
+export const BYZANTINE_BEHAVIOURS = [
+  'silent',
+  'equivocate',
+  'bad-digest',
+  'bad-signature',
+  'replay',
+  'unprepared-votes',
+  'fake-checkpoint',
+  'fake-view-change',
+  'bad-new-view',
+  'flood',
+] as const;
+
+export type ByzantineBehaviour = (typeof BYZANTINE_BEHAVIOURS)[number];
+
+export function isByzantineBehaviour(name: string): name is ByzantineBehaviour {
+  return (BYZANTINE_BEHAVIOURS as readonly string[]).includes(name);
+}
+
+/** The randomness a strategy needs; the simulator's seeded generator provides it. */
+export interface ByzantineRandom {
+  int(from: number, to: number): number;
+  chance(probability: number): boolean;
+  bytes(length: number): Uint8Array;
+}
+
+/** What a strategy may know and do: its own key, and what its honest core currently believes. */
+export interface ByzantineContext {
+  id: ReplicaId;
+  replicaCount: number;
+  view: number;
+  lowWatermark: number;
+  watermarkWindow: number;
+  checkpointInterval: number;
+  random: ByzantineRandom;
+  sign: (bytes: Uint8Array) => Uint8Array;
+  sha256: Sha256;
+}
+
+/** What is actually put on the wire: a message (possibly forged) or raw bytes (garbage). */
+export type Payload = Message | Uint8Array;
+
+export interface ByzantineStrategy {
+  readonly behaviour: ByzantineBehaviour;
+  /** What to send instead of `message` to replica `to` (nothing, the same, or something else). */
+  outgoing(message: Message, to: ReplicaId, context: ByzantineContext): Payload[];
+  /** Called for every authenticated message this replica receives (replay records them). */
+  observe(message: Message): void;
+  /** Extra traffic on every tick, as (destination, payload) pairs. */
+  onTick(context: ByzantineContext): Array<{ to: ReplicaId | 'all'; payload: Payload }>;
+}
+
+/** Most messages a replaying replica remembers. */
+const REPLAY_HISTORY_MAX = 256;
+/** Forged messages a flooding replica sends per tick. */
+const FLOOD_MESSAGES_PER_TICK = 8;
+
+function resign<B extends Body>(body: B, context: ByzantineContext): Signed<B> {
+  return signBody(body, context.sign);
+}
+
+function isOwn(message: Message, id: ReplicaId): boolean {
+  switch (message.type) {
+    case 'pre-prepare':
+      return message.prePrepare.body.replica === id;
+    case 'prepare':
+      return message.prepare.body.replica === id;
+    case 'commit':
+      return message.commit.body.replica === id;
+    case 'checkpoint':
+      return message.checkpoint.body.replica === id;
+    case 'view-change':
+      return message.viewChange.body.replica === id;
+    case 'new-view':
+      return message.newView.body.replica === id;
+    default:
+      return false;
+  }
+}
+
+abstract class HonestByDefault implements ByzantineStrategy {
+  abstract readonly behaviour: ByzantineBehaviour;
+  outgoing(message: Message, _to: ReplicaId, _context: ByzantineContext): Payload[] {
+    return [message];
+  }
+  observe(_message: Message): void {}
+  onTick(_context: ByzantineContext): Array<{ to: ReplicaId | 'all'; payload: Payload }> {
+    return [];
+  }
+}
+
+/** Sends nothing at all (a crashed or muted replica that still counts towards f). */
+class Silent extends HonestByDefault {
+  readonly behaviour = 'silent';
+  override outgoing(): Payload[] {
+    return [];
+  }
+}
+
+/** As primary, sends one batch to half of the backups and a different batch to the other half. */
+class Equivocate extends HonestByDefault {
+  readonly behaviour = 'equivocate';
+  override outgoing(message: Message, to: ReplicaId, context: ByzantineContext): Payload[] {
+    if (message.type !== 'pre-prepare' || !isOwn(message, context.id) || to % 2 === 0) return [message];
+    const batch = message.batch.slice(1);
+    const body = message.prePrepare.body;
+    const prePrepare = resign<PrePrepareBody>(
+      { ...body, digest: batchDigest(batch, context.sha256) },
+      context,
+    );
+    return [{ type: 'pre-prepare', prePrepare, batch }];
+  }
+}
+
+/** PRE-PREPAREs, PREPAREs and COMMITs carry digests that match nothing. */
+class BadDigest extends HonestByDefault {
+  readonly behaviour = 'bad-digest';
+  override outgoing(message: Message, _to: ReplicaId, context: ByzantineContext): Payload[] {
+    if (!isOwn(message, context.id)) return [message];
+    const digest = context.random.bytes(DIGEST_BYTES);
+    switch (message.type) {
+      case 'pre-prepare':
+        return [{ ...message, prePrepare: resign({ ...message.prePrepare.body, digest }, context) }];
+      case 'prepare':
+        return [
+          { type: 'prepare', prepare: resign<PrepareBody>({ ...message.prepare.body, digest }, context) },
+        ];
+      case 'commit':
+        return [{ type: 'commit', commit: resign<CommitBody>({ ...message.commit.body, digest }, context) }];
+      default:
+        return [message];
+    }
+  }
+}
+
+/** Corrupted, truncated or impersonating signatures. */
+class BadSignature extends HonestByDefault {
+  readonly behaviour = 'bad-signature';
+  override outgoing(message: Message, _to: ReplicaId, context: ByzantineContext): Payload[] {
+    if (!isOwn(message, context.id)) return [message];
+    const mode = context.random.int(0, 2);
+    const forge = <B extends Body>(signed: Signed<B>): Signed<B> => {
+      if (mode === 0) {
+        const signature = signed.signature.slice();
+        signature[context.random.int(0, signature.length - 1)]! ^= 1 << context.random.int(0, 7);
+        return { ...signed, signature };
+      }
+      if (mode === 1) return { ...signed, signature: signed.signature.slice(0, signed.signature.length - 1) };
+      // Claim to be another replica, signed with our own key.
+      const body = signed.body as B & { replica: number };
+      const other =
+        (body.replica + 1 + context.random.int(0, context.replicaCount - 2)) % context.replicaCount;
+      return resign({ ...body, replica: other }, context);
+    };
+    switch (message.type) {
+      case 'pre-prepare':
+        return [{ ...message, prePrepare: forge(message.prePrepare) }];
+      case 'prepare':
+        return [{ type: 'prepare', prepare: forge(message.prepare) }];
+      case 'commit':
+        return [{ type: 'commit', commit: forge(message.commit) }];
+      case 'checkpoint':
+        return [{ type: 'checkpoint', checkpoint: forge(message.checkpoint) }];
+      case 'view-change':
+        return [{ type: 'view-change', viewChange: forge(message.viewChange) }];
+      case 'new-view':
+        return [{ type: 'new-view', newView: forge(message.newView) }];
+      default:
+        return [message];
+    }
+  }
+}
+
+/** Re-sends genuine messages it saw earlier (from any replica, often from earlier views). */
+class Replay extends HonestByDefault {
+  readonly behaviour = 'replay';
+  private readonly history: Message[] = [];
+  override observe(message: Message): void {
+    if (message.type === 'request' || message.type === 'reply') return;
+    this.history.push(message);
+    if (this.history.length > REPLAY_HISTORY_MAX)
+      this.history.splice(0, this.history.length - REPLAY_HISTORY_MAX);
+  }
+  override onTick(context: ByzantineContext): Array<{ to: ReplicaId | 'all'; payload: Payload }> {
+    if (this.history.length === 0 || !context.random.chance(0.3)) return [];
+    // Prefer the oldest half: those are the stale messages of earlier views and checkpoints.
+    const index = context.random.int(0, Math.max(0, Math.floor(this.history.length / 2) - 1));
+    return [{ to: 'all', payload: this.history[index]! }];
+  }
+}
+
+/** PREPAREs and COMMITs for digests no primary ever pre-prepared. */
+class UnpreparedVotes extends HonestByDefault {
+  readonly behaviour = 'unprepared-votes';
+  override onTick(context: ByzantineContext): Array<{ to: ReplicaId | 'all'; payload: Payload }> {
+    if (!context.random.chance(0.3)) return [];
+    const seq = context.lowWatermark + context.random.int(1, context.watermarkWindow);
+    const digest = context.random.bytes(DIGEST_BYTES);
+    const base = { view: context.view, seq, digest, replica: context.id };
+    return [
+      {
+        to: 'all',
+        payload: { type: 'prepare', prepare: resign<PrepareBody>({ type: 'prepare', ...base }, context) },
+      },
+      {
+        to: 'all',
+        payload: { type: 'commit', commit: resign<CommitBody>({ type: 'commit', ...base }, context) },
+      },
+    ];
+  }
+}
+
+/** CHECKPOINTs whose state digest is a lie. */
+class FakeCheckpoint extends HonestByDefault {
+  readonly behaviour = 'fake-checkpoint';
+  override outgoing(message: Message, _to: ReplicaId, context: ByzantineContext): Payload[] {
+    if (message.type !== 'checkpoint' || !isOwn(message, context.id)) return [message];
+    const body = message.checkpoint.body;
+    const checkpoint = resign<CheckpointBody>(
+      { ...body, stateDigest: context.random.bytes(DIGEST_BYTES) },
+      context,
+    );
+    return [{ type: 'checkpoint', checkpoint }];
+  }
+}
+
+/** VIEW-CHANGEs that withhold prepared certificates, or carry fabricated ones. */
+class FakeViewChange extends HonestByDefault {
+  readonly behaviour = 'fake-view-change';
+  override outgoing(message: Message, _to: ReplicaId, context: ByzantineContext): Payload[] {
+    if (message.type !== 'view-change' || !isOwn(message, context.id)) return [message];
+    const body = message.viewChange.body;
+    if (context.random.chance(0.5)) {
+      // Withhold: claim nothing prepared and no checkpoint (a valid but lying message).
+      const withheld = resign<ViewChangeBody>(
+        { ...body, stableSeq: 0, checkpointProof: [], prepared: [] },
+        context,
+      );
+      return [{ type: 'view-change', viewChange: withheld }];
+    }
+    // Fabricate: a certificate for a batch nobody proposed, "prepared" by this replica alone
+    // under the names of others.
+    const oldView = Math.max(0, body.newView - 1);
+    const seq = body.stableSeq + 1;
+    const digest = batchDigest([], context.sha256);
+    const primary = primaryOf(oldView, context.replicaCount);
+    const prePrepare = resign<PrePrepareBody>(
+      { type: 'pre-prepare', view: oldView, seq, digest, replica: primary },
+      context,
+    );
+    const prepares = [1, 2].map((offset) =>
+      resign<PrepareBody>(
+        { type: 'prepare', view: oldView, seq, digest, replica: (primary + offset) % context.replicaCount },
+        context,
+      ),
+    );
+    const prepared = [
+      { prePrepare, batch: [], prepares },
+      ...body.prepared.filter((c) => c.prePrepare.body.seq !== seq),
+    ];
+    return [{ type: 'view-change', viewChange: resign<ViewChangeBody>({ ...body, prepared }, context) }];
+  }
+}
+
+/** As new primary, sends a NEW-VIEW whose O does not follow from its V. */
+class BadNewView extends HonestByDefault {
+  readonly behaviour = 'bad-new-view';
+  override outgoing(message: Message, _to: ReplicaId, context: ByzantineContext): Payload[] {
+    if (message.type !== 'new-view' || !isOwn(message, context.id)) return [message];
+    const body = message.newView.body;
+    const prePrepares = [...body.prePrepares];
+    const lastSeq = prePrepares.at(-1)?.body.seq ?? context.lowWatermark;
+    if (prePrepares.length > 0 && context.random.chance(0.5)) {
+      const last = prePrepares.pop()!;
+      prePrepares.push(resign({ ...last.body, digest: context.random.bytes(DIGEST_BYTES) }, context));
+    } else {
+      const digest = context.random.bytes(DIGEST_BYTES);
+      prePrepares.push(
+        resign<PrePrepareBody>(
+          { type: 'pre-prepare', view: body.view, seq: lastSeq + 1, digest, replica: context.id },
+          context,
+        ),
+      );
+    }
+    return [{ type: 'new-view', newView: resign<NewViewBody>({ ...body, prePrepares }, context) }];
+  }
+}
+
+/** Floods of sequence numbers far outside the watermarks, huge views, and garbage frames. */
+class Flood extends HonestByDefault {
+  readonly behaviour = 'flood';
+  override onTick(context: ByzantineContext): Array<{ to: ReplicaId | 'all'; payload: Payload }> {
+    const out: Array<{ to: ReplicaId | 'all'; payload: Payload }> = [];
+    for (let i = 0; i < FLOOD_MESSAGES_PER_TICK; i++) {
+      const farSeq = context.lowWatermark + context.watermarkWindow + context.random.int(1, 1_000_000);
+      const digest = context.random.bytes(DIGEST_BYTES);
+      switch (context.random.int(0, 3)) {
+        case 0: {
+          const prepare = resign<PrepareBody>(
+            { type: 'prepare', view: context.view, seq: farSeq, digest, replica: context.id },
+            context,
+          );
+          out.push({ to: 'all', payload: { type: 'prepare', prepare } });
+          break;
+        }
+        case 1: {
+          const seq = farSeq - (farSeq % context.checkpointInterval);
+          const checkpoint = resign<CheckpointBody>(
+            { type: 'checkpoint', seq, stateDigest: digest, replica: context.id },
+            context,
+          );
+          out.push({ to: 'all', payload: { type: 'checkpoint', checkpoint } });
+          break;
+        }
+        case 2: {
+          const viewChange = resign<ViewChangeBody>(
+            {
+              type: 'view-change',
+              newView: context.view + context.random.int(1, 1_000_000),
+              stableSeq: 0,
+              checkpointProof: [],
+              prepared: [],
+              replica: context.id,
+            },
+            context,
+          );
+          out.push({ to: 'all', payload: { type: 'view-change', viewChange } });
+          break;
+        }
+        default:
+          out.push({ to: 'all', payload: context.random.bytes(context.random.int(1, 200)) });
+      }
+    }
+    return out;
+  }
+}
+
+export function createStrategy(behaviour: ByzantineBehaviour): ByzantineStrategy {
+  switch (behaviour) {
+    case 'silent':
+      return new Silent();
+    case 'equivocate':
+      return new Equivocate();
+    case 'bad-digest':
+      return new BadDigest();
+    case 'bad-signature':
+      return new BadSignature();
+    case 'replay':
+      return new Replay();
+    case 'unprepared-votes':
+      return new UnpreparedVotes();
+    case 'fake-checkpoint':
+      return new FakeCheckpoint();
+    case 'fake-view-change':
+      return new FakeViewChange();
+    case 'bad-new-view':
+      return new BadNewView();
+    case 'flood':
+      return new Flood();
+  }
+}

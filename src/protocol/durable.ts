@@ -1,0 +1,125 @@
+/**
+ * What a replica must keep across crashes, and the operations the core asks storage to apply.
+ *
+ * The core never writes anything itself: each step returns `persist` operations, and the runtime
+ * makes them durable before it sends a single message from the same step. Everything this replica
+ * signed that could matter later is here, so after a restart it never signs a conflicting message:
+ * its PRE-PREPAREs, PREPAREs and COMMITs of the current view (in the log), its VIEW-CHANGE, and the
+ * NEW-VIEW it entered the view with.
+ */
+import type {
+  CheckpointBody,
+  Message,
+  NewViewBody,
+  PreparedCertificate,
+  Signed,
+  ViewChangeBody,
+} from './messages.ts';
+
+export interface StableCheckpoint {
+  seq: number;
+  stateDigest: Uint8Array;
+  /** 2f+1 matching signed CHECKPOINTs (empty for the genesis checkpoint at seq 0). */
+  proof: Signed<CheckpointBody>[];
+  /** The replicated state at `seq` (application state plus the client table). */
+  snapshot: Uint8Array;
+}
+
+/** A message kept in the log: ordering messages of the current view above the stable checkpoint. */
+export type LogMessage = Extract<Message, { type: 'pre-prepare' | 'prepare' | 'commit' }>;
+
+export type PersistOp =
+  /** The replica moved to `view`; `viewChangeInProgress` says whether it awaits a NEW-VIEW. */
+  | { type: 'view'; view: number; viewChangeInProgress: boolean }
+  /** Append an ordering message of `view` to the log. Storage may drop log messages of older views. */
+  | { type: 'log'; message: LogMessage }
+  /** The highest-view prepared certificate for its sequence number (replaces an older one). */
+  | { type: 'prepared'; certificate: PreparedCertificate }
+  | { type: 'own-view-change'; viewChange: Signed<ViewChangeBody> }
+  | { type: 'new-view'; newView: Signed<NewViewBody> }
+  /** A new stable checkpoint: storage drops log messages and prepared certificates at or below it. */
+  | { type: 'stable-checkpoint'; checkpoint: StableCheckpoint };
+
+/** Everything storage returns on restart. */
+export interface DurableState {
+  view: number;
+  viewChangeInProgress: boolean;
+  stableCheckpoint: StableCheckpoint | null;
+  ownViewChange: Signed<ViewChangeBody> | null;
+  newView: Signed<NewViewBody> | null;
+  prepared: PreparedCertificate[];
+  /** Log messages in the order they were persisted. */
+  log: LogMessage[];
+}
+
+export function emptyDurableState(): DurableState {
+  return {
+    view: 0,
+    viewChangeInProgress: false,
+    stableCheckpoint: null,
+    ownViewChange: null,
+    newView: null,
+    prepared: [],
+    log: [],
+  };
+}
+
+export function logMessageSeq(message: LogMessage): number {
+  switch (message.type) {
+    case 'pre-prepare':
+      return message.prePrepare.body.seq;
+    case 'prepare':
+      return message.prepare.body.seq;
+    case 'commit':
+      return message.commit.body.seq;
+  }
+}
+
+export function logMessageView(message: LogMessage): number {
+  switch (message.type) {
+    case 'pre-prepare':
+      return message.prePrepare.body.view;
+    case 'prepare':
+      return message.prepare.body.view;
+    case 'commit':
+      return message.commit.body.view;
+  }
+}
+
+/**
+ * Apply persist operations to an in-memory DurableState: the reference semantics every storage
+ * backend implements (the simulator's memory storage uses it directly).
+ */
+export function applyPersistOps(state: DurableState, ops: readonly PersistOp[]): void {
+  for (const op of ops) {
+    switch (op.type) {
+      case 'view':
+        state.view = op.view;
+        state.viewChangeInProgress = op.viewChangeInProgress;
+        state.log = state.log.filter((message) => logMessageView(message) >= op.view);
+        break;
+      case 'log':
+        state.log.push(op.message);
+        break;
+      case 'prepared': {
+        const seq = op.certificate.prePrepare.body.seq;
+        state.prepared = state.prepared.filter((c) => c.prePrepare.body.seq !== seq);
+        state.prepared.push(op.certificate);
+        break;
+      }
+      case 'own-view-change':
+        state.ownViewChange = op.viewChange;
+        break;
+      case 'new-view':
+        state.newView = op.newView;
+        break;
+      case 'stable-checkpoint': {
+        const seq = op.checkpoint.seq;
+        state.stableCheckpoint = op.checkpoint;
+        state.log = state.log.filter((message) => logMessageSeq(message) > seq);
+        state.prepared = state.prepared.filter((c) => c.prePrepare.body.seq > seq);
+        break;
+      }
+    }
+  }
+}

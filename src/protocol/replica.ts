@@ -1,0 +1,1172 @@
+/**
+ * The PBFT replica as a pure, deterministic state machine (Castro & Liskov, OSDI'99, with signatures).
+ *
+ * `step(message)` and `tick()` are synchronous and do no I/O: they return a `Ready` describing what
+ * to persist, what to send, which batches executed and which replies to deliver. The caller applies
+ * them in that order (etcd/raft's Ready rule): persist, then send, then deliver replies. Time is
+ * counted in ticks; signatures on inputs were verified at the edge (verify.ts), so every message
+ * here is authentic, but every protocol rule (views, watermarks, digests, certificates) is checked.
+ */
+
+import { decodeCanonical, encodeCanonical } from '../codec/cbor.ts';
+import { readArray, readBytes, readMap, readUint } from '../codec/schema.ts';
+import type { Sha256 } from '../crypto/types.ts';
+import { invariant } from '../util/assert.ts';
+import { bytesEqual, fromHex, toHex } from '../util/bytes.ts';
+import {
+  batchDigest,
+  type CertificateContext,
+  checkCheckpointProof,
+  checkViewChange,
+  computeNewViewPlan,
+  type NewViewPlan,
+  prePreparesMatchPlan,
+} from './certificates.ts';
+import { type ProtocolConfig, primaryOf, type Quorums, quorums, validateProtocolConfig } from './config.ts';
+import type { DurableState, LogMessage, PersistOp, StableCheckpoint } from './durable.ts';
+import {
+  type Body,
+  type CheckpointBody,
+  type CommitBody,
+  type FetchStateBody,
+  type Message,
+  type NewViewBody,
+  type PrePrepareBody,
+  type PrepareBody,
+  type PreparedCertificate,
+  PUBLIC_KEY_BYTES,
+  type ReplicaId,
+  type ReplyBody,
+  type RequestBody,
+  type Signed,
+  type StateBody,
+  signBody,
+  type ViewChangeBody,
+} from './messages.ts';
+import type { StateMachine } from './state-machine.ts';
+
+/** VIEW-CHANGEs kept per sender, for its most recent views only: bounds memory under floods. */
+const VIEW_CHANGES_PER_REPLICA_MAX = 4;
+/** Checkpoint sequence numbers with votes kept per sender: the window plus room for laggards. */
+const CHECKPOINT_VOTES_PER_REPLICA_EXTRA = 2;
+
+export interface ReplicaOptions {
+  id: ReplicaId;
+  config: ProtocolConfig;
+  /** Signs canonical bytes with this replica's key (ed25519 is deterministic, so this is pure). */
+  sign: (bytes: Uint8Array) => Uint8Array;
+  sha256: Sha256;
+  /** The application at genesis; replaced by the stable checkpoint's snapshot when restoring. */
+  stateMachine: StateMachine;
+  /** State loaded from storage after a restart; omitted for a fresh replica. */
+  durable?: DurableState;
+}
+
+/** A message to one replica, or to every other replica. */
+export interface Outbound {
+  to: ReplicaId | 'all';
+  message: Message;
+}
+
+export interface ClientReply {
+  client: Uint8Array;
+  reply: ReplyBody;
+}
+
+export interface ExecutedRequest {
+  request: Signed<RequestBody>;
+  /** The encoded result, or null when the request had already executed (skipped: exactly once). */
+  result: Uint8Array | null;
+}
+
+export interface ExecutedBatch {
+  seq: number;
+  view: number;
+  digest: Uint8Array;
+  requests: ExecutedRequest[];
+}
+
+export type ViewChangeReason = 'timeout' | 'joined' | 'new-view-rejected';
+
+export type ReplicaEvent =
+  | { type: 'view-change-started'; view: number; reason: ViewChangeReason }
+  | { type: 'new-view-entered'; view: number }
+  | { type: 'checkpoint-taken'; seq: number; stateDigest: Uint8Array }
+  | { type: 'checkpoint-stable'; seq: number; stateDigest: Uint8Array }
+  | { type: 'state-transfer-requested'; seq: number }
+  | { type: 'state-transferred'; seq: number }
+  | { type: 'message-rejected'; messageType: Message['type']; reason: string };
+
+/** What one step asks of the runtime, in the order it must be done. */
+export interface Ready {
+  persist: PersistOp[];
+  send: Outbound[];
+  executed: ExecutedBatch[];
+  replies: ClientReply[];
+  events: ReplicaEvent[];
+}
+
+export type ReplicaStatus = 'normal' | 'view-change';
+
+/** One sequence number of the current view. */
+interface LogEntry {
+  seq: number;
+  prePrepare: Signed<PrePrepareBody> | null;
+  batch: Signed<RequestBody>[] | null;
+  /** One PREPARE per replica (the first it sent in this view), matched against the digest later. */
+  prepares: Map<ReplicaId, Signed<PrepareBody>>;
+  commits: Map<ReplicaId, Signed<CommitBody>>;
+  /** Tick at which this replica last answered each peer's retransmission for this slot. */
+  answeredAtTick: Map<ReplicaId, number>;
+  prepared: boolean;
+  committed: boolean;
+}
+
+/**
+ * The last executed request of a client and its result: the reply cache. Part of the replicated
+ * state, so it holds nothing replicas may legitimately disagree on (not the view it executed in: a
+ * batch can commit in view v at one replica and be re-proposed and executed in v+1 at another).
+ */
+interface ClientRecord {
+  t: number;
+  seq: number;
+  result: Uint8Array;
+}
+
+interface OwnCheckpoint {
+  message: Signed<CheckpointBody>;
+  snapshot: Uint8Array;
+}
+
+type CertifiedCheckpoint = Omit<StableCheckpoint, 'snapshot'>;
+
+interface PendingStateTransfer {
+  seq: number;
+  stateDigest: Uint8Array;
+}
+
+function emptyReady(): Ready {
+  return { persist: [], send: [], executed: [], replies: [], events: [] };
+}
+
+function requestKey(body: RequestBody): string {
+  return `${toHex(body.client)}:${body.t}`;
+}
+
+export class Replica {
+  readonly id: ReplicaId;
+  readonly config: ProtocolConfig;
+  private readonly quorums: Quorums;
+  private readonly certificateContext: CertificateContext;
+  private readonly sign: (bytes: Uint8Array) => Uint8Array;
+  private readonly sha256: Sha256;
+  private readonly stateMachine: StateMachine;
+
+  private out: Ready = emptyReady();
+
+  // View state.
+  private view = 0;
+  private status: ReplicaStatus = 'normal';
+  private ownViewChange: Signed<ViewChangeBody> | null = null;
+  private currentNewView: Signed<NewViewBody> | null = null;
+  private readonly viewChanges = new Map<ReplicaId, Map<number, Signed<ViewChangeBody>>>();
+
+  // Ordering state.
+  private readonly log = new Map<number, LogEntry>();
+  private readonly prepared = new Map<number, PreparedCertificate>();
+  private lastExecuted = 0;
+  /** Highest sequence number this replica proposed (as primary) or saw in its NEW-VIEW. */
+  private lastAssigned = 0;
+
+  // Checkpoints and state transfer.
+  /** The stable checkpoint: the low watermark h and its 2f+1 proof. */
+  private stable: Omit<StableCheckpoint, 'snapshot'>;
+  /** The state at the stable checkpoint; null while this replica waits for it by state transfer. */
+  private stableSnapshot: Uint8Array | null;
+  /** A certified checkpoint this replica is still executing towards; adopted by transfer if it stalls. */
+  private stableCandidate: (CertifiedCheckpoint & { sinceTick: number }) | null = null;
+  private readonly ownCheckpoints = new Map<number, OwnCheckpoint>();
+  private readonly checkpointVotes = new Map<number, Map<ReplicaId, Signed<CheckpointBody>>>();
+  private pendingStateTransfer: PendingStateTransfer | null = null;
+  private readonly stateServedAtTick = new Map<ReplicaId, number>();
+
+  // Clients.
+  private readonly clients = new Map<string, ClientRecord>();
+  /** Requests received and not yet executed, one per client (PBFT clients have one outstanding). */
+  private readonly pending = new Map<string, Signed<RequestBody>>();
+  /** The primary's queue of requests not yet assigned a sequence number, in arrival order. */
+  private readonly queue = new Map<string, Signed<RequestBody>>();
+  private readonly assigned = new Set<string>();
+
+  // Time.
+  private ticks = 0;
+  private timerTicksLeft: number | null = null;
+  private timeoutTicks: number;
+  private readonly newViewSentAtTick = new Map<ReplicaId, number>();
+
+  constructor(options: ReplicaOptions) {
+    validateProtocolConfig(options.config);
+    invariant(options.id >= 0 && options.id < options.config.replicaCount, 'replica id out of range');
+    this.id = options.id;
+    this.config = options.config;
+    this.quorums = quorums(options.config.replicaCount);
+    this.sign = options.sign;
+    this.sha256 = options.sha256;
+    this.stateMachine = options.stateMachine;
+    this.timeoutTicks = options.config.viewChangeTimeoutTicks;
+    this.certificateContext = {
+      quorums: this.quorums,
+      checkpointInterval: options.config.checkpointInterval,
+      watermarkWindow: options.config.watermarkWindow,
+      sha256: options.sha256,
+    };
+    const genesisSnapshot = this.takeSnapshot();
+    this.stable = { seq: 0, stateDigest: this.sha256(genesisSnapshot), proof: [] };
+    this.stableSnapshot = genesisSnapshot;
+    if (options.durable !== undefined) this.restore(options.durable);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Read-only views of the replica, for the runtime, metrics and tests.
+
+  get currentView(): number {
+    return this.view;
+  }
+  get currentStatus(): ReplicaStatus {
+    return this.status;
+  }
+  get primary(): ReplicaId {
+    return primaryOf(this.view, this.quorums.n);
+  }
+  get isPrimary(): boolean {
+    return this.primary === this.id && this.status === 'normal';
+  }
+  get lastExecutedSeq(): number {
+    return this.lastExecuted;
+  }
+  get stableCheckpointSeq(): number {
+    return this.stable.seq;
+  }
+  /** The low watermark h: sequence numbers h < n ≤ h + L are accepted. */
+  get lowWatermark(): number {
+    return this.stable.seq;
+  }
+  get pendingRequestCount(): number {
+    return this.pending.size;
+  }
+  get awaitingStateTransfer(): boolean {
+    return this.pendingStateTransfer !== null;
+  }
+  get quorumSizes(): Quorums {
+    return this.quorums;
+  }
+
+  /** Digest of the state at the stable checkpoint (what 2f+1 replicas signed). */
+  get stableStateDigest(): Uint8Array {
+    return this.stable.stateDigest;
+  }
+
+  /** Answer a read-only operation from the current (tentative) state. */
+  query(operation: Uint8Array): { result: Uint8Array; lastExecuted: number; view: number } {
+    return { result: this.stateMachine.query(operation), lastExecuted: this.lastExecuted, view: this.view };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Entry points.
+
+  /** Resume after construction or restart: finish what the log already proves, resend own state. */
+  start(): Ready {
+    return this.run(() => {
+      // Restored entries carry only messages; re-derive prepared/committed (sending a COMMIT the
+      // crash may have kept in the outbox) and execute from the stable checkpoint onwards.
+      for (const entry of [...this.log.values()].sort((a, b) => a.seq - b.seq)) this.checkPrepared(entry);
+      this.executeCommitted();
+      if (this.status === 'view-change') this.startTimer();
+      this.retransmit();
+    });
+  }
+
+  /** Process one authenticated message. */
+  step(message: Message): Ready {
+    return this.run(() => this.dispatch(message));
+  }
+
+  /** Advance logical time by one tick. */
+  tick(): Ready {
+    return this.run(() => {
+      this.ticks++;
+      if (this.timerTicksLeft !== null) {
+        this.timerTicksLeft--;
+        if (this.timerTicksLeft <= 0) {
+          this.timerTicksLeft = null;
+          this.onTimerExpired();
+        }
+      }
+      if (this.ticks % this.config.retransmitIntervalTicks === 0) this.retransmit();
+      this.checkStableCandidate();
+    });
+  }
+
+  private run(action: () => void): Ready {
+    this.out = emptyReady();
+    action();
+    const ready = this.out;
+    this.out = emptyReady();
+    return ready;
+  }
+
+  private dispatch(message: Message): void {
+    switch (message.type) {
+      case 'request':
+        return this.onRequest(message.request);
+      case 'pre-prepare':
+        return this.onPrePrepare(message.prePrepare, message.batch);
+      case 'prepare':
+        return this.onPrepare(message.prepare);
+      case 'commit':
+        return this.onCommit(message.commit);
+      case 'checkpoint':
+        return this.onCheckpoint(message.checkpoint);
+      case 'view-change':
+        return this.onViewChange(message.viewChange);
+      case 'new-view':
+        return this.onNewView(message.newView);
+      case 'fetch-state':
+        return this.onFetchState(message.fetchState);
+      case 'state':
+        return this.onState(message.state);
+      case 'reply':
+        return this.reject(message, 'reply-sent-to-replica');
+    }
+  }
+
+  private reject(message: Message, reason: string): void {
+    this.out.events.push({ type: 'message-rejected', messageType: message.type, reason });
+  }
+
+  private rejectBody(body: Body, reason: string): void {
+    this.out.events.push({ type: 'message-rejected', messageType: body.type, reason });
+  }
+
+  private signed<B extends Body>(body: B): Signed<B> {
+    return signBody(body, this.sign);
+  }
+
+  private broadcast(message: Message): void {
+    this.out.send.push({ to: 'all', message });
+  }
+
+  private sendTo(to: ReplicaId, message: Message): void {
+    if (to !== this.id) this.out.send.push({ to, message });
+  }
+
+  private inWindow(seq: number): boolean {
+    return seq > this.stable.seq && seq <= this.stable.seq + this.config.watermarkWindow;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Requests.
+
+  private onRequest(request: Signed<RequestBody>): void {
+    const body = request.body;
+    const clientHex = toHex(body.client);
+    const record = this.clients.get(clientHex);
+    if (record !== undefined && body.t <= record.t) {
+      // Retransmission of an executed request: answer from the reply cache, never execute again.
+      if (body.t === record.t) this.sendReply(body.client, record);
+      return;
+    }
+    const existing = this.pending.get(clientHex);
+    if (existing !== undefined && existing.body.t > body.t) return;
+    const isNew = existing === undefined || existing.body.t < body.t;
+    if (isNew) {
+      if (existing === undefined && this.pending.size >= this.config.pendingRequestsMax) {
+        this.rejectBody(body, 'pending-requests-full');
+        return;
+      }
+      if (existing !== undefined) this.queue.delete(requestKey(existing.body));
+      this.pending.set(clientHex, request);
+    }
+    if (this.status !== 'normal') return;
+    if (this.primary === this.id) {
+      if (isNew) this.queue.set(requestKey(body), request);
+      this.propose();
+    } else {
+      // Forward to the primary (a client that only reached a backup is still served) and watch it.
+      this.sendTo(this.primary, { type: 'request', request });
+      if (this.timerTicksLeft === null) this.startTimer();
+    }
+  }
+
+  private sendReply(client: Uint8Array, record: ClientRecord): void {
+    this.out.replies.push({
+      client,
+      reply: {
+        type: 'reply',
+        view: this.view,
+        seq: record.seq,
+        t: record.t,
+        client,
+        replica: this.id,
+        result: record.result,
+      },
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Normal case: PRE-PREPARE, PREPARE, COMMIT.
+
+  /** Primary: assign sequence numbers to queued requests while the window and pipeline allow. */
+  private propose(): void {
+    if (!this.isPrimary) return;
+    while (this.queue.size > 0) {
+      const seq = this.lastAssigned + 1;
+      if (!this.inWindow(seq)) return;
+      if (this.lastAssigned - this.lastExecuted >= this.config.pipelineDepthMax) return;
+      const batch: Signed<RequestBody>[] = [];
+      for (const [key, request] of this.queue) {
+        if (batch.length >= this.config.batchSizeMax) break;
+        this.queue.delete(key);
+        const record = this.clients.get(toHex(request.body.client));
+        if ((record !== undefined && record.t >= request.body.t) || this.assigned.has(key)) continue;
+        this.assigned.add(key);
+        batch.push(request);
+      }
+      if (batch.length === 0) return;
+      this.lastAssigned = seq;
+      const prePrepare = this.signed<PrePrepareBody>({
+        type: 'pre-prepare',
+        view: this.view,
+        seq,
+        digest: batchDigest(batch, this.sha256),
+        replica: this.id,
+      });
+      const message: LogMessage = { type: 'pre-prepare', prePrepare, batch };
+      this.entry(seq).prePrepare = prePrepare;
+      this.entry(seq).batch = batch;
+      this.out.persist.push({ type: 'log', message });
+      this.broadcast(message);
+    }
+  }
+
+  private entry(seq: number): LogEntry {
+    let entry = this.log.get(seq);
+    if (entry === undefined) {
+      entry = {
+        seq,
+        prePrepare: null,
+        batch: null,
+        prepares: new Map(),
+        commits: new Map(),
+        answeredAtTick: new Map(),
+        prepared: false,
+        committed: false,
+      };
+      this.log.set(seq, entry);
+    }
+    return entry;
+  }
+
+  /** Shared acceptance test for ordering messages: the current view, normal status, in the window. */
+  private acceptOrdering(body: PrePrepareBody | PrepareBody | CommitBody): boolean {
+    if (this.status !== 'normal' || body.view !== this.view) {
+      this.rejectBody(body, body.view < this.view ? 'old-view' : 'not-in-view');
+      return false;
+    }
+    if (!this.inWindow(body.seq)) {
+      this.rejectBody(body, 'outside-watermarks');
+      return false;
+    }
+    return true;
+  }
+
+  private onPrePrepare(prePrepare: Signed<PrePrepareBody>, batch: Signed<RequestBody>[]): void {
+    const body = prePrepare.body;
+    if (body.replica !== primaryOf(body.view, this.quorums.n))
+      return this.rejectBody(body, 'not-from-primary');
+    if (!this.acceptOrdering(body)) return;
+    if (batch.length > this.config.batchSizeMax) return this.rejectBody(body, 'batch-too-large');
+    if (!bytesEqual(batchDigest(batch, this.sha256), body.digest))
+      return this.rejectBody(body, 'digest-mismatch');
+    const entry = this.entry(body.seq);
+    if (entry.prePrepare !== null) {
+      // Never accept two PRE-PREPAREs for one (view, seq) with different digests.
+      if (!bytesEqual(entry.prePrepare.body.digest, body.digest))
+        this.rejectBody(body, 'conflicting-pre-prepare');
+      return;
+    }
+    this.acceptPrePrepare(entry, prePrepare, batch);
+    this.checkPrepared(entry);
+  }
+
+  private acceptPrePrepare(
+    entry: LogEntry,
+    prePrepare: Signed<PrePrepareBody>,
+    batch: Signed<RequestBody>[],
+  ): void {
+    entry.prePrepare = prePrepare;
+    entry.batch = batch;
+    this.out.persist.push({ type: 'log', message: { type: 'pre-prepare', prePrepare, batch } });
+    for (const request of batch) this.assigned.add(requestKey(request.body));
+    if (prePrepare.body.replica === this.id) return;
+    const prepare = this.signed<PrepareBody>({
+      type: 'prepare',
+      view: prePrepare.body.view,
+      seq: prePrepare.body.seq,
+      digest: prePrepare.body.digest,
+      replica: this.id,
+    });
+    entry.prepares.set(this.id, prepare);
+    const message: LogMessage = { type: 'prepare', prepare };
+    this.out.persist.push({ type: 'log', message });
+    this.broadcast(message);
+  }
+
+  private onPrepare(prepare: Signed<PrepareBody>): void {
+    const body = prepare.body;
+    if (!this.acceptOrdering(body)) return;
+    if (body.replica === primaryOf(body.view, this.quorums.n))
+      return this.rejectBody(body, 'prepare-from-primary');
+    const entry = this.entry(body.seq);
+    if (entry.prepares.has(body.replica)) return this.answerRetransmission(entry, body.replica);
+    entry.prepares.set(body.replica, prepare);
+    this.out.persist.push({ type: 'log', message: { type: 'prepare', prepare } });
+    this.checkPrepared(entry);
+  }
+
+  private matchingPrepares(entry: LogEntry): Signed<PrepareBody>[] {
+    const digest = entry.prePrepare?.body.digest;
+    if (digest === undefined) return [];
+    return [...entry.prepares.values()]
+      .filter((prepare) => bytesEqual(prepare.body.digest, digest))
+      .sort((a, b) => a.body.replica - b.body.replica);
+  }
+
+  /** prepared(m, v, n, i): a PRE-PREPARE plus 2f matching PREPAREs from distinct backups. */
+  private checkPrepared(entry: LogEntry): void {
+    if (entry.prepared || entry.prePrepare === null || entry.batch === null) return;
+    const prepares = this.matchingPrepares(entry);
+    if (prepares.length < 2 * this.quorums.f) return;
+    entry.prepared = true;
+    const certificate: PreparedCertificate = {
+      prePrepare: entry.prePrepare,
+      batch: entry.batch,
+      prepares: prepares.slice(0, 2 * this.quorums.f),
+    };
+    this.prepared.set(entry.seq, certificate);
+    this.out.persist.push({ type: 'prepared', certificate });
+    if (!entry.commits.has(this.id)) {
+      const commit = this.signed<CommitBody>({
+        type: 'commit',
+        view: entry.prePrepare.body.view,
+        seq: entry.seq,
+        digest: entry.prePrepare.body.digest,
+        replica: this.id,
+      });
+      entry.commits.set(this.id, commit);
+      const message: LogMessage = { type: 'commit', commit };
+      this.out.persist.push({ type: 'log', message });
+      this.broadcast(message);
+    }
+    this.checkCommitted(entry);
+  }
+
+  private onCommit(commit: Signed<CommitBody>): void {
+    const body = commit.body;
+    if (!this.acceptOrdering(body)) return;
+    const entry = this.entry(body.seq);
+    if (entry.commits.has(body.replica)) return this.answerRetransmission(entry, body.replica);
+    entry.commits.set(body.replica, commit);
+    this.out.persist.push({ type: 'log', message: { type: 'commit', commit } });
+    this.checkCommitted(entry);
+  }
+
+  /** committed-local(m, v, n, i): prepared plus 2f+1 matching COMMITs (possibly including its own). */
+  private checkCommitted(entry: LogEntry): void {
+    if (entry.committed || !entry.prepared || entry.prePrepare === null) return;
+    const digest = entry.prePrepare.body.digest;
+    let matching = 0;
+    for (const commit of entry.commits.values()) if (bytesEqual(commit.body.digest, digest)) matching++;
+    if (matching < this.quorums.quorum) return;
+    entry.committed = true;
+    this.executeCommitted();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Execution and checkpoints.
+
+  /** Execute committed batches strictly in sequence order. */
+  private executeCommitted(): void {
+    let progressed = false;
+    for (;;) {
+      const entry = this.log.get(this.lastExecuted + 1);
+      if (entry === undefined || !entry.committed || entry.batch === null || entry.prePrepare === null) break;
+      this.executeBatch(entry.seq, entry.prePrepare.body.view, entry.prePrepare.body.digest, entry.batch);
+      progressed = true;
+    }
+    if (!progressed) return;
+    // Progress: the view is working, so the timeout returns to its base value.
+    this.timeoutTicks = this.config.viewChangeTimeoutTicks;
+    if (this.status === 'normal') {
+      if (this.pending.size > 0 && this.primary !== this.id) this.startTimer();
+      else this.stopTimer();
+    }
+    this.propose();
+  }
+
+  private executeBatch(seq: number, view: number, digest: Uint8Array, batch: Signed<RequestBody>[]): void {
+    invariant(seq === this.lastExecuted + 1, 'batches execute strictly in sequence order');
+    const requests: ExecutedRequest[] = [];
+    for (const request of batch) {
+      const body = request.body;
+      const clientHex = toHex(body.client);
+      const previous = this.clients.get(clientHex);
+      let result: Uint8Array | null = null;
+      // Exactly once: a request whose t is not above the client's last executed t is skipped.
+      if (previous === undefined || body.t > previous.t) {
+        result = this.stateMachine.execute(body.client, body.t, body.op);
+        const record: ClientRecord = { t: body.t, seq, result };
+        this.clients.set(clientHex, record);
+        this.sendReply(body.client, record);
+      }
+      requests.push({ request, result });
+      const waiting = this.pending.get(clientHex);
+      if (waiting !== undefined && waiting.body.t <= body.t) this.pending.delete(clientHex);
+      const key = requestKey(body);
+      this.queue.delete(key);
+      this.assigned.delete(key);
+    }
+    this.lastExecuted = seq;
+    this.out.executed.push({ seq, view, digest, requests });
+    if (seq % this.config.checkpointInterval === 0) this.takeCheckpoint(seq);
+  }
+
+  /** The replicated state: the application's snapshot plus the client table (reply cache). */
+  private takeSnapshot(): Uint8Array {
+    const clientsInKeyOrder = [...this.clients.keys()].sort().map((clientHex) => ({
+      client: fromHex(clientHex),
+      ...this.clients.get(clientHex)!,
+    }));
+    return encodeCanonical({ app: this.stateMachine.snapshot(), clients: clientsInKeyOrder });
+  }
+
+  private restoreSnapshot(snapshot: Uint8Array): void {
+    const fields = readMap(decodeCanonical(snapshot), 'snapshot', ['app', 'clients']);
+    const app = readBytes(fields['app'], 'snapshot.app');
+    const records = readArray(
+      fields['clients'],
+      'snapshot.clients',
+      Number.MAX_SAFE_INTEGER,
+      (item, what) => {
+        const record = readMap(item, what, ['client', 't', 'seq', 'result']);
+        return {
+          client: readBytes(record['client'], `${what}.client`, PUBLIC_KEY_BYTES),
+          t: readUint(record['t'], `${what}.t`),
+          seq: readUint(record['seq'], `${what}.seq`),
+          result: readBytes(record['result'], `${what}.result`),
+        };
+      },
+    );
+    this.stateMachine.restore(app);
+    this.clients.clear();
+    for (const { client, ...record } of records) this.clients.set(toHex(client), record);
+  }
+
+  private takeCheckpoint(seq: number): void {
+    const snapshot = this.takeSnapshot();
+    const stateDigest = this.sha256(snapshot);
+    const message = this.signed<CheckpointBody>({ type: 'checkpoint', seq, stateDigest, replica: this.id });
+    this.ownCheckpoints.set(seq, { message, snapshot });
+    this.out.events.push({ type: 'checkpoint-taken', seq, stateDigest });
+    this.broadcast({ type: 'checkpoint', checkpoint: message });
+    this.recordCheckpointVote(message);
+  }
+
+  private onCheckpoint(checkpoint: Signed<CheckpointBody>): void {
+    const body = checkpoint.body;
+    if (body.seq <= this.stable.seq) return;
+    if (body.seq % this.config.checkpointInterval !== 0)
+      return this.rejectBody(body, 'checkpoint-not-on-interval');
+    this.recordCheckpointVote(checkpoint);
+  }
+
+  private recordCheckpointVote(checkpoint: Signed<CheckpointBody>): void {
+    const { seq, replica } = checkpoint.body;
+    let votes = this.checkpointVotes.get(seq);
+    if (votes === undefined) {
+      votes = new Map();
+      this.checkpointVotes.set(seq, votes);
+    }
+    if (votes.has(replica)) return;
+    votes.set(replica, checkpoint);
+    this.boundCheckpointVotes(replica);
+    this.checkStable(seq);
+  }
+
+  /** A replica may have votes at a bounded number of checkpoint sequence numbers; drop its oldest. */
+  private boundCheckpointVotes(replica: ReplicaId): void {
+    const limit =
+      this.config.watermarkWindow / this.config.checkpointInterval + CHECKPOINT_VOTES_PER_REPLICA_EXTRA;
+    const seqs = [...this.checkpointVotes.entries()]
+      .filter(([, votes]) => votes.has(replica))
+      .map(([seq]) => seq)
+      .sort((a, b) => a - b);
+    for (const seq of seqs.slice(0, Math.max(0, seqs.length - limit))) {
+      const votes = this.checkpointVotes.get(seq)!;
+      votes.delete(replica);
+      if (votes.size === 0) this.checkpointVotes.delete(seq);
+    }
+  }
+
+  /** 2f+1 matching CHECKPOINTs make a checkpoint stable. */
+  private checkStable(seq: number): void {
+    const votes = this.checkpointVotes.get(seq);
+    if (votes === undefined || votes.size < this.quorums.quorum) return;
+    const byDigest = new Map<string, Signed<CheckpointBody>[]>();
+    for (const vote of votes.values()) {
+      const key = toHex(vote.body.stateDigest);
+      byDigest.set(key, [...(byDigest.get(key) ?? []), vote]);
+    }
+    for (const group of byDigest.values()) {
+      if (group.length < this.quorums.quorum) continue;
+      const proof = group.sort((a, b) => a.body.replica - b.body.replica).slice(0, this.quorums.quorum);
+      this.adoptStableCheckpoint({ seq, stateDigest: proof[0]!.body.stateDigest, proof }, true);
+      return;
+    }
+  }
+
+  /**
+   * Advance the low watermark to a checkpoint certified by 2f+1 replicas. A replica that has not
+   * executed that far keeps executing while its log still covers the gap (`mayDefer`); otherwise,
+   * or if that stalls, it fetches the certified state, which at least f+1 correct replicas hold.
+   */
+  private adoptStableCheckpoint(certified: CertifiedCheckpoint, mayDefer: boolean): void {
+    const { seq, stateDigest } = certified;
+    if (seq <= this.stable.seq) return;
+    if (this.lastExecuted >= seq) {
+      const own = this.ownCheckpoints.get(seq);
+      invariant(own !== undefined, `own checkpoint ${seq} is kept until it becomes stable`);
+      invariant(
+        bytesEqual(own.message.body.stateDigest, stateDigest),
+        `state at checkpoint ${seq} differs from the one 2f+1 replicas certified`,
+      );
+      this.stable = certified;
+      this.stableSnapshot = own.snapshot;
+      this.out.persist.push({
+        type: 'stable-checkpoint',
+        checkpoint: { ...certified, snapshot: own.snapshot },
+      });
+      this.out.events.push({ type: 'checkpoint-stable', seq, stateDigest });
+    } else if (mayDefer && this.logCoversUpTo(seq)) {
+      if (this.stableCandidate === null || this.stableCandidate.seq < seq) {
+        this.stableCandidate = { ...certified, sinceTick: this.stableCandidate?.sinceTick ?? this.ticks };
+      }
+      return;
+    } else {
+      this.stable = certified;
+      this.stableSnapshot = null;
+      this.pendingStateTransfer = { seq, stateDigest };
+      this.out.events.push({ type: 'state-transfer-requested', seq });
+      this.requestState();
+    }
+    if (this.stableCandidate !== null && this.stableCandidate.seq <= seq) this.stableCandidate = null;
+    this.collectGarbage(seq);
+    this.propose();
+  }
+
+  /** Every sequence number up to `seq` has a PRE-PREPARE here, so execution can still get there. */
+  private logCoversUpTo(seq: number): boolean {
+    for (let next = this.lastExecuted + 1; next <= seq; next++) {
+      if (this.log.get(next)?.prePrepare == null) return false;
+    }
+    return true;
+  }
+
+  /** A certified checkpoint that execution has not reached within two retransmissions is fetched. */
+  private checkStableCandidate(): void {
+    const candidate = this.stableCandidate;
+    if (candidate === null) return;
+    if (candidate.seq <= this.stable.seq) {
+      this.stableCandidate = null;
+      return;
+    }
+    if (this.ticks - candidate.sinceTick < 2 * this.config.retransmitIntervalTicks) return;
+    this.stableCandidate = null;
+    this.adoptStableCheckpoint(candidate, false);
+  }
+
+  /** Discard everything at or below a stable checkpoint: the log, certificates, old checkpoints. */
+  private collectGarbage(seq: number): void {
+    for (const entrySeq of this.log.keys()) if (entrySeq <= seq) this.log.delete(entrySeq);
+    for (const certificateSeq of this.prepared.keys())
+      if (certificateSeq <= seq) this.prepared.delete(certificateSeq);
+    for (const voteSeq of this.checkpointVotes.keys())
+      if (voteSeq <= seq) this.checkpointVotes.delete(voteSeq);
+    for (const ownSeq of this.ownCheckpoints.keys()) if (ownSeq < seq) this.ownCheckpoints.delete(ownSeq);
+    if (this.lastAssigned < seq) this.lastAssigned = seq;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // State transfer.
+
+  private requestState(): void {
+    const fetchState = this.signed<FetchStateBody>({
+      type: 'fetch-state',
+      lastExecuted: this.lastExecuted,
+      replica: this.id,
+    });
+    this.broadcast({ type: 'fetch-state', fetchState });
+  }
+
+  private onFetchState(fetchState: Signed<FetchStateBody>): void {
+    const { replica, lastExecuted } = fetchState.body;
+    const snapshot = this.stableSnapshot;
+    if (replica === this.id || snapshot === null || this.stable.seq <= lastExecuted || this.stable.seq === 0)
+      return;
+    // Serve each replica at most once per retransmission interval: snapshots are large.
+    const servedAt = this.stateServedAtTick.get(replica);
+    if (servedAt !== undefined && this.ticks - servedAt < this.config.retransmitIntervalTicks) return;
+    this.stateServedAtTick.set(replica, this.ticks);
+    const state = this.signed<StateBody>({
+      type: 'state',
+      checkpointProof: this.stable.proof,
+      snapshot,
+      replica: this.id,
+    });
+    this.sendTo(replica, { type: 'state', state });
+  }
+
+  /** Accept a snapshot only if its digest matches a checkpoint certificate of 2f+1 signatures. */
+  private onState(state: Signed<StateBody>): void {
+    const { checkpointProof, snapshot } = state.body;
+    const seq = checkpointProof[0]?.body.seq ?? 0;
+    // Only state newer than what this replica executed, and never below its low watermark.
+    if (seq <= this.lastExecuted || seq < this.stable.seq) return;
+    const proof = checkCheckpointProof(checkpointProof, seq, this.certificateContext);
+    if (!proof.ok) return this.rejectBody(state.body, proof.reason);
+    const stateDigest = proof.value!;
+    if (!bytesEqual(this.sha256(snapshot), stateDigest))
+      return this.rejectBody(state.body, 'snapshot-digest-mismatch');
+    this.restoreSnapshot(snapshot);
+    this.lastExecuted = seq;
+    if (this.lastAssigned < seq) this.lastAssigned = seq;
+    this.ownCheckpoints.clear();
+    this.stable = { seq, stateDigest, proof: checkpointProof };
+    this.stableSnapshot = snapshot;
+    if (this.pendingStateTransfer !== null && this.pendingStateTransfer.seq <= seq)
+      this.pendingStateTransfer = null;
+    this.out.persist.push({ type: 'stable-checkpoint', checkpoint: { ...this.stable, snapshot } });
+    this.out.events.push({ type: 'state-transferred', seq });
+    for (const [clientHex, request] of this.pending) {
+      const record = this.clients.get(clientHex);
+      if (record !== undefined && record.t >= request.body.t) this.pending.delete(clientHex);
+    }
+    this.collectGarbage(seq);
+    this.executeCommitted();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // View change.
+
+  private startTimer(): void {
+    this.timerTicksLeft = this.timeoutTicks;
+  }
+
+  private stopTimer(): void {
+    this.timerTicksLeft = null;
+  }
+
+  private onTimerExpired(): void {
+    if (this.status === 'normal' && (this.pending.size === 0 || this.primary === this.id)) return;
+    this.startViewChange(this.view + 1, 'timeout');
+  }
+
+  /** Move to `newView`: stop taking part in the current view and send VIEW-CHANGE. */
+  private startViewChange(newView: number, reason: ViewChangeReason): void {
+    if (newView <= this.view) return;
+    this.view = newView;
+    this.status = 'view-change';
+    this.log.clear();
+    this.queue.clear();
+    this.assigned.clear();
+    const prepared = [...this.prepared.values()]
+      .filter((certificate) => certificate.prePrepare.body.seq > this.stable.seq)
+      .sort((a, b) => a.prePrepare.body.seq - b.prePrepare.body.seq);
+    const viewChange = this.signed<ViewChangeBody>({
+      type: 'view-change',
+      newView,
+      stableSeq: this.stable.seq,
+      checkpointProof: this.stable.proof,
+      prepared,
+      replica: this.id,
+    });
+    this.ownViewChange = viewChange;
+    this.out.persist.push({ type: 'view', view: newView, viewChangeInProgress: true });
+    this.out.persist.push({ type: 'own-view-change', viewChange });
+    this.out.events.push({ type: 'view-change-started', view: newView, reason });
+    this.broadcast({ type: 'view-change', viewChange });
+    this.storeViewChange(viewChange);
+    // Wait for the NEW-VIEW; the next view change waits twice as long (bounded).
+    this.startTimer();
+    this.timeoutTicks = Math.min(this.timeoutTicks * 2, this.config.viewChangeTimeoutMaxTicks);
+    this.maybeSendNewView();
+  }
+
+  private storeViewChange(viewChange: Signed<ViewChangeBody>): void {
+    const { replica, newView } = viewChange.body;
+    let byView = this.viewChanges.get(replica);
+    if (byView === undefined) {
+      byView = new Map();
+      this.viewChanges.set(replica, byView);
+    }
+    byView.set(newView, viewChange);
+    if (byView.size > VIEW_CHANGES_PER_REPLICA_MAX) byView.delete(Math.min(...byView.keys()));
+  }
+
+  private onViewChange(viewChange: Signed<ViewChangeBody>): void {
+    const body = viewChange.body;
+    if (body.newView <= this.view) {
+      // The sender is behind: if this view was entered through a NEW-VIEW, hand it over.
+      if (this.status === 'normal' && this.currentNewView !== null && body.replica !== this.id) {
+        const sentAt = this.newViewSentAtTick.get(body.replica);
+        if (sentAt === undefined || this.ticks - sentAt >= this.config.retransmitIntervalTicks) {
+          this.newViewSentAtTick.set(body.replica, this.ticks);
+          this.sendTo(body.replica, { type: 'new-view', newView: this.currentNewView });
+        }
+      }
+      if (body.newView < this.view || this.status === 'normal') return;
+    }
+    const reason = checkViewChange(body, this.certificateContext);
+    if (reason !== null) return this.rejectBody(body, reason);
+    this.storeViewChange(viewChange);
+    this.maybeJoinViewChange();
+    this.maybeSendNewView();
+  }
+
+  /** f+1 VIEW-CHANGEs for views above ours: at least one correct replica moved, so join the smallest. */
+  private maybeJoinViewChange(): void {
+    const highestByReplica: number[] = [];
+    for (const [replica, byView] of this.viewChanges) {
+      if (replica === this.id) continue;
+      const highest = Math.max(...byView.keys());
+      if (highest > this.view) highestByReplica.push(highest);
+    }
+    if (highestByReplica.length < this.quorums.weak) return;
+    highestByReplica.sort((a, b) => b - a);
+    this.startViewChange(highestByReplica[this.quorums.weak - 1]!, 'joined');
+  }
+
+  /** The new primary: with 2f+1 VIEW-CHANGEs for its view, compute O and send NEW-VIEW. */
+  private maybeSendNewView(): void {
+    if (this.status !== 'view-change' || primaryOf(this.view, this.quorums.n) !== this.id) return;
+    const chosen: Signed<ViewChangeBody>[] = [];
+    for (let replica = 0; replica < this.quorums.n; replica++) {
+      const viewChange = this.viewChanges.get(replica)?.get(this.view);
+      if (viewChange !== undefined) chosen.push(viewChange);
+    }
+    if (chosen.length < this.quorums.quorum) return;
+    const viewChanges = chosen.slice(0, this.quorums.quorum);
+    const plan = computeNewViewPlan(
+      viewChanges.map((viewChange) => viewChange.body),
+      this.sha256,
+    );
+    const prePrepares = plan.slots.map((slot) =>
+      this.signed<PrePrepareBody>({
+        type: 'pre-prepare',
+        view: this.view,
+        seq: slot.seq,
+        digest: slot.digest,
+        replica: this.id,
+      }),
+    );
+    const newView = this.signed<NewViewBody>({
+      type: 'new-view',
+      view: this.view,
+      viewChanges,
+      prePrepares,
+      replica: this.id,
+    });
+    this.broadcastAfterPersist(newView);
+    this.enterView(newView, plan);
+  }
+
+  private broadcastAfterPersist(newView: Signed<NewViewBody>): void {
+    this.out.persist.push({ type: 'new-view', newView });
+    this.broadcast({ type: 'new-view', newView });
+  }
+
+  private onNewView(newView: Signed<NewViewBody>): void {
+    const body = newView.body;
+    if (body.view < this.view || (body.view === this.view && this.status === 'normal')) return;
+    if (body.replica !== primaryOf(body.view, this.quorums.n))
+      return this.rejectBody(body, 'not-from-primary');
+    const signers = new Set<number>();
+    for (const viewChange of body.viewChanges) {
+      if (viewChange.body.newView !== body.view) return this.rejectBody(body, 'view-change-for-other-view');
+      const reason = checkViewChange(viewChange.body, this.certificateContext);
+      if (reason !== null) return this.rejectBody(body, `invalid-view-change:${reason}`);
+      signers.add(viewChange.body.replica);
+    }
+    if (signers.size < this.quorums.quorum || signers.size !== body.viewChanges.length) {
+      return this.rejectBody(body, 'too-few-view-changes');
+    }
+    // Every backup recomputes O from V and rejects a NEW-VIEW whose O differs.
+    const plan = computeNewViewPlan(
+      body.viewChanges.map((viewChange) => viewChange.body),
+      this.sha256,
+    );
+    if (!prePreparesMatchPlan(body.prePrepares, plan, body.view, body.replica)) {
+      return this.rejectBody(body, 'wrong-pre-prepares');
+    }
+    this.out.persist.push({ type: 'new-view', newView });
+    this.enterView(newView, plan);
+  }
+
+  /** Enter the view of a valid NEW-VIEW: re-run the normal case for every slot of O. */
+  private enterView(newView: Signed<NewViewBody>, plan: NewViewPlan): void {
+    this.view = newView.body.view;
+    this.status = 'normal';
+    this.currentNewView = newView;
+    this.log.clear();
+    this.queue.clear();
+    this.assigned.clear();
+    for (const [replica, byView] of this.viewChanges) {
+      for (const view of byView.keys()) if (view <= this.view) byView.delete(view);
+      if (byView.size === 0) this.viewChanges.delete(replica);
+    }
+    this.out.persist.push({ type: 'view', view: this.view, viewChangeInProgress: false });
+    this.out.events.push({ type: 'new-view-entered', view: this.view });
+    if (plan.stableSeq > this.stable.seq) {
+      const stateDigest = plan.checkpointProof[0]!.body.stateDigest;
+      this.adoptStableCheckpoint({ seq: plan.stableSeq, stateDigest, proof: plan.checkpointProof }, false);
+    }
+    this.lastAssigned = Math.max(this.stable.seq, this.lastExecuted, plan.slots.at(-1)?.seq ?? 0);
+    newView.body.prePrepares.forEach((prePrepare, index) => {
+      if (prePrepare.body.seq <= this.stable.seq) return;
+      const slot = plan.slots[index]!;
+      this.acceptPrePrepare(this.entry(slot.seq), prePrepare, slot.batch);
+    });
+    this.stopTimer();
+    if (this.primary === this.id) {
+      for (const request of this.pending.values()) {
+        const key = requestKey(request.body);
+        if (!this.assigned.has(key)) this.queue.set(key, request);
+      }
+      this.propose();
+    } else if (this.pending.size > 0) {
+      for (const request of this.pending.values()) this.sendTo(this.primary, { type: 'request', request });
+      this.startTimer();
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Retransmission. Messages can be lost. A replica periodically resends its own messages for work
+  // it has not finished; a replica that has finished answers such a retransmission with its own
+  // messages for that slot, so stragglers are pulled forward without acknowledgements.
+
+  private retransmit(): void {
+    if (this.status === 'view-change') {
+      if (this.ownViewChange !== null && this.ownViewChange.body.newView === this.view) {
+        this.broadcast({ type: 'view-change', viewChange: this.ownViewChange });
+      }
+    } else {
+      for (const entry of this.log.values()) {
+        if (entry.seq <= this.lastExecuted) continue;
+        for (const message of this.ownSlotMessages(entry)) this.broadcast(message);
+      }
+    }
+    const latestOwnCheckpoint = Math.max(0, ...this.ownCheckpoints.keys());
+    const own = this.ownCheckpoints.get(latestOwnCheckpoint);
+    if (own !== undefined) this.broadcast({ type: 'checkpoint', checkpoint: own.message });
+    if (this.pendingStateTransfer !== null) this.requestState();
+  }
+
+  /**
+   * A duplicate PREPARE or COMMIT means the sender is retransmitting: send it what we have. At most
+   * once per interval per peer and slot, so two finished replicas cannot keep answering each other.
+   */
+  private answerRetransmission(entry: LogEntry, replica: ReplicaId): void {
+    if (replica === this.id) return;
+    const answeredAt = entry.answeredAtTick.get(replica);
+    if (answeredAt !== undefined && this.ticks - answeredAt < this.config.retransmitIntervalTicks) return;
+    entry.answeredAtTick.set(replica, this.ticks);
+    for (const message of this.ownSlotMessages(entry)) this.sendTo(replica, message);
+  }
+
+  private ownSlotMessages(entry: LogEntry): Message[] {
+    const messages: Message[] = [];
+    if (entry.prePrepare !== null && entry.batch !== null && entry.prePrepare.body.replica === this.id) {
+      messages.push({ type: 'pre-prepare', prePrepare: entry.prePrepare, batch: entry.batch });
+    }
+    const prepare = entry.prepares.get(this.id);
+    if (prepare !== undefined) messages.push({ type: 'prepare', prepare });
+    const commit = entry.commits.get(this.id);
+    if (commit !== undefined) messages.push({ type: 'commit', commit });
+    return messages;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Recovery.
+
+  /**
+   * Rebuild from storage. Nothing is re-signed here: own messages come back exactly as persisted,
+   * and `start()` re-derives which entries are prepared and committed from them.
+   */
+  private restore(durable: DurableState): void {
+    const checkpoint = durable.stableCheckpoint;
+    if (checkpoint !== null) {
+      invariant(
+        bytesEqual(this.sha256(checkpoint.snapshot), checkpoint.stateDigest),
+        'stored snapshot digest',
+      );
+      this.restoreSnapshot(checkpoint.snapshot);
+      this.stable = { seq: checkpoint.seq, stateDigest: checkpoint.stateDigest, proof: checkpoint.proof };
+      this.stableSnapshot = checkpoint.snapshot;
+      this.lastExecuted = checkpoint.seq;
+      this.lastAssigned = checkpoint.seq;
+    }
+    this.view = durable.view;
+    this.status = durable.viewChangeInProgress ? 'view-change' : 'normal';
+    this.ownViewChange = durable.ownViewChange;
+    if (this.ownViewChange !== null) this.storeViewChange(this.ownViewChange);
+    for (const certificate of durable.prepared) {
+      const { seq } = certificate.prePrepare.body;
+      if (seq > this.stable.seq) this.prepared.set(seq, certificate);
+    }
+    if (this.status !== 'normal') return;
+    if (durable.newView !== null && durable.newView.body.view === this.view) {
+      this.currentNewView = durable.newView;
+      for (const prePrepare of durable.newView.body.prePrepares) {
+        this.lastAssigned = Math.max(this.lastAssigned, prePrepare.body.seq);
+      }
+    }
+    for (const message of durable.log) this.restoreLogMessage(message);
+  }
+
+  private restoreLogMessage(message: LogMessage): void {
+    switch (message.type) {
+      case 'pre-prepare': {
+        const { body } = message.prePrepare;
+        if (body.view !== this.view || body.seq <= this.stable.seq) return;
+        const entry = this.entry(body.seq);
+        entry.prePrepare = message.prePrepare;
+        entry.batch = message.batch;
+        for (const request of message.batch) this.assigned.add(requestKey(request.body));
+        this.lastAssigned = Math.max(this.lastAssigned, body.seq);
+        return;
+      }
+      case 'prepare': {
+        const { body } = message.prepare;
+        if (body.view !== this.view || body.seq <= this.stable.seq) return;
+        this.entry(body.seq).prepares.set(body.replica, message.prepare);
+        return;
+      }
+      case 'commit': {
+        const { body } = message.commit;
+        if (body.view !== this.view || body.seq <= this.stable.seq) return;
+        this.entry(body.seq).commits.set(body.replica, message.commit);
+        return;
+      }
+    }
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * Invariant checkers run on every simulated seed. They watch what correct replicas execute and what
+ * clients accept, and record a violation the moment an invariant breaks.
+ */
+import type { ExecutedBatch } from '../protocol/replica.ts';
+import { bytesEqual, toHex } from '../util/bytes.ts';
+
+export type ViolationKind =
+  | 'agreement'
+  | 'order'
+  | 'validity'
+  | 'exactly-once'
+  | 'conservation'
+  | 'checkpoint'
+  | 'client-result'
+  | 'liveness'
+  | 'replica-crash';
+
+export interface Violation {
+  kind: ViolationKind;
+  message: string;
+}
+
+/** Violations kept per seed: the first few are what matters, and a broken run must stay small. */
+const VIOLATIONS_MAX = 20;
+
+export class InvariantCheckers {
+  readonly violations: Violation[] = [];
+  /** seq → batch digest executed there by the first correct replica to execute it. */
+  private readonly batchAtSeq = new Map<number, string>();
+  /** seq → the requests (client:t) that actually executed (not skipped) at it. */
+  private readonly executedAtSeq = new Map<number, string>();
+  /** client:t → result bytes produced by correct replicas. */
+  private readonly resultOf = new Map<string, Uint8Array>();
+  /** Per correct replica: every client:t it executed, to catch a second execution. */
+  private readonly executedBy = new Map<number, Set<string>>();
+  /** checkpoint seq → state digest of the first correct replica to take it. */
+  private readonly checkpointDigest = new Map<number, string>();
+  /** client:t → operation bytes, for every request a client actually issued. */
+  private readonly issued = new Map<string, Uint8Array>();
+
+  /** The genesis total supply, which no execution may change. */
+  private readonly supply: number;
+
+  constructor(supply: number) {
+    this.supply = supply;
+  }
+
+  violate(kind: ViolationKind, message: string): void {
+    if (this.violations.length < VIOLATIONS_MAX) this.violations.push({ kind, message });
+  }
+
+  recordIssued(client: Uint8Array, t: number, operation: Uint8Array): void {
+    this.issued.set(`${toHex(client)}:${t}`, operation);
+  }
+
+  /** A correct replica executed a batch. */
+  onExecuted(replica: number, batch: ExecutedBatch, supplyAfter: number): void {
+    const digest = toHex(batch.digest);
+    const agreed = this.batchAtSeq.get(batch.seq);
+    if (agreed === undefined) this.batchAtSeq.set(batch.seq, digest);
+    else if (agreed !== digest) {
+      this.violate(
+        'agreement',
+        `replica ${replica} executed batch ${digest.slice(0, 12)} at seq ${batch.seq}, others ${agreed.slice(0, 12)}`,
+      );
+    }
+
+    let executedHere = this.executedBy.get(replica);
+    if (executedHere === undefined) {
+      executedHere = new Set();
+      this.executedBy.set(replica, executedHere);
+    }
+    const keys: string[] = [];
+    for (const { request, result } of batch.requests) {
+      const key = `${toHex(request.body.client)}:${request.body.t}`;
+      const issuedOperation = this.issued.get(key);
+      if (issuedOperation === undefined || !bytesEqual(issuedOperation, request.body.op)) {
+        this.violate(
+          'validity',
+          `replica ${replica} executed request ${key.slice(0, 12)}… that no client issued`,
+        );
+      }
+      if (result === null) continue;
+      keys.push(key);
+      if (executedHere.has(key))
+        this.violate('exactly-once', `replica ${replica} executed ${key.slice(0, 12)}… twice`);
+      executedHere.add(key);
+      const known = this.resultOf.get(key);
+      if (known === undefined) this.resultOf.set(key, result);
+      else if (!bytesEqual(known, result)) {
+        this.violate('agreement', `replica ${replica} computed a different result for ${key.slice(0, 12)}…`);
+      }
+    }
+    const order = keys.join(',');
+    const agreedOrder = this.executedAtSeq.get(batch.seq);
+    if (agreedOrder === undefined) this.executedAtSeq.set(batch.seq, order);
+    else if (agreedOrder !== order)
+      this.violate('order', `replica ${replica} executed other requests at seq ${batch.seq}`);
+
+    if (supplyAfter !== this.supply) {
+      this.violate(
+        'conservation',
+        `replica ${replica} has supply ${supplyAfter} after seq ${batch.seq}, genesis ${this.supply}`,
+      );
+    }
+  }
+
+  /** A correct replica took a checkpoint. */
+  onCheckpoint(replica: number, seq: number, stateDigest: Uint8Array): void {
+    const digest = toHex(stateDigest);
+    const agreed = this.checkpointDigest.get(seq);
+    if (agreed === undefined) this.checkpointDigest.set(seq, digest);
+    else if (agreed !== digest)
+      this.violate(
+        'checkpoint',
+        `replica ${replica} has state digest ${digest.slice(0, 12)} at checkpoint ${seq}`,
+      );
+  }
+
+  /** A client accepted f+1 matching replies: the result must be what correct replicas computed. */
+  onClientAccepted(client: Uint8Array, t: number, result: Uint8Array): void {
+    const key = `${toHex(client)}:${t}`;
+    const known = this.resultOf.get(key);
+    if (known === undefined || !bytesEqual(known, result)) {
+      this.violate(
+        'client-result',
+        `client accepted a result for ${key.slice(0, 12)}… that no correct replica computed`,
+      );
+    }
+  }
+
+  get highestAgreedSeq(): number {
+    return Math.max(0, ...this.batchAtSeq.keys());
+  }
+}

@@ -1,0 +1,602 @@
+/**
+ * Deterministic discrete-event simulation of a pbft cluster (after TigerBeetle's VOPR).
+ *
+ * One seed drives everything: keys, genesis, network faults, crashes, partitions, which replicas lie
+ * and how, and what clients send. Real protocol cores, the real ledger, the real codec and real
+ * ed25519 run inside; only time and the network are simulated. A safety phase under faults is
+ * followed by a liveness phase that heals the network and restarts crashed replicas, after which
+ * every client request must complete. Checkers watch every step.
+ */
+
+import {
+  BYZANTINE_BEHAVIOURS,
+  type ByzantineBehaviour,
+  type ByzantineContext,
+  type ByzantineStrategy,
+  createStrategy,
+  type Payload,
+} from '../byzantine/strategies.ts';
+import { createSigner, createVerifier, publicKeyFromSeed, sha256 } from '../crypto/index.ts';
+import type { Signer } from '../crypto/types.ts';
+import type { Genesis } from '../ledger/genesis.ts';
+import { encodeOperation, genesisSupply, Ledger } from '../ledger/index.ts';
+import { type ProtocolConfig, primaryOf, quorums } from '../protocol/config.ts';
+import { applyPersistOps, type DurableState, emptyDurableState } from '../protocol/durable.ts';
+import {
+  decodeMessage,
+  encodeMessage,
+  type Message,
+  type RequestBody,
+  type Signed,
+  signBody,
+} from '../protocol/messages.ts';
+import { type Ready, Replica } from '../protocol/replica.ts';
+import { type VerifiedSignatureCache, verifyMessageSignatures } from '../protocol/verify.ts';
+import { InvariantError } from '../util/assert.ts';
+import { toHex } from '../util/bytes.ts';
+import { InvariantCheckers, type Violation } from './checkers.ts';
+import { EventQueue } from './event-queue.ts';
+import { type NetworkFaults, type NodeId, PacketNetwork } from './network.ts';
+import { Random } from './random.ts';
+
+/** Virtual milliseconds per protocol tick. */
+export const TICK_MS = 10;
+
+/** Protocol parameters for simulation: small windows so checkpoints, GC and watermarks all happen. */
+export const SIMULATION_PROTOCOL: Omit<ProtocolConfig, 'replicaCount'> = {
+  checkpointInterval: 8,
+  watermarkWindow: 32,
+  batchSizeMax: 8,
+  pipelineDepthMax: 8,
+  viewChangeTimeoutTicks: 40,
+  viewChangeTimeoutMaxTicks: 640,
+  retransmitIntervalTicks: 15,
+  pendingRequestsMax: 1000,
+};
+
+export interface SimulationOptions {
+  seed: number;
+  replicas: number;
+  /** Byzantine replicas (at most f). */
+  byzantine: number;
+  /** Restrict lying replicas to these behaviours (default: the whole catalogue). */
+  behaviours?: readonly ByzantineBehaviour[];
+  clients?: number;
+  requestsPerClient?: number;
+  safetyPhaseMs?: number;
+  /** How long the healed cluster gets to complete every request. */
+  livenessPhaseMs?: number;
+  /** Crashes, partitions, loss and duplication in the safety phase (default true). */
+  faults?: boolean;
+}
+
+export interface SimulationResult {
+  seed: number;
+  replicas: number;
+  byzantine: Array<{ replica: number; behaviour: ByzantineBehaviour }>;
+  violations: Violation[];
+  /** Client requests that completed with f+1 matching replies. */
+  committed: number;
+  requested: number;
+  /** Highest sequence number executed by a correct replica. */
+  executedSeq: number;
+  /** View changes completed (highest view entered by a correct replica). */
+  viewChanges: number;
+  crashes: number;
+  partitions: number;
+  stateTransfers: number;
+  messagesSent: number;
+  messagesDropped: number;
+  virtualTimeMs: number;
+}
+
+const CLIENT_TIMEOUT_MS = 400;
+const CLIENT_TIMEOUT_MAX_MS = 3000;
+const CLIENT_BALANCE = 1_000;
+/** Pause between a client's requests, so load spreads over the safety phase and its faults. */
+const CLIENT_THINK_MAX_MS = 300;
+const VERIFIED_CACHE_MAX = 200_000;
+
+type SimEvent =
+  | { type: 'deliver'; from: NodeId; to: NodeId; bytes: Uint8Array }
+  | { type: 'tick'; replica: number }
+  | { type: 'client-send'; client: number }
+  | { type: 'client-timeout'; client: number; t: number }
+  | { type: 'crash'; replica: number }
+  | { type: 'restart'; replica: number }
+  | { type: 'partition' }
+  | { type: 'heal-partition' }
+  | { type: 'liveness-phase' };
+
+interface SimReplica {
+  id: number;
+  seed: Uint8Array;
+  signer: Signer;
+  core: Replica | null;
+  ledger: Ledger;
+  storage: DurableState;
+  strategy: ByzantineStrategy | null;
+  random: Random;
+}
+
+interface SimClient {
+  index: number;
+  node: NodeId;
+  signer: Signer;
+  t: number;
+  remaining: number;
+  current: { request: Signed<RequestBody>; replies: Map<number, string>; timeoutMs: number } | null;
+  believedView: number;
+}
+
+/** A bounded set: the simulator shares one verification cache among replicas to save CPU. */
+class BoundedSet implements VerifiedSignatureCache {
+  private readonly items = new Set<string>();
+  has(key: string): boolean {
+    return this.items.has(key);
+  }
+  add(key: string): void {
+    if (this.items.size >= VERIFIED_CACHE_MAX) this.items.clear();
+    this.items.add(key);
+  }
+}
+
+export function runSimulation(options: SimulationOptions): SimulationResult {
+  return new Simulation(options).run();
+}
+
+class Simulation {
+  private readonly options: Required<Omit<SimulationOptions, 'behaviours'>> & {
+    behaviours: readonly ByzantineBehaviour[];
+  };
+  private readonly random: Random;
+  private readonly faultRandom: Random;
+  private readonly clientRandom: Random;
+  private readonly network: PacketNetwork;
+  private readonly queue = new EventQueue<SimEvent>();
+  private readonly config: ProtocolConfig;
+  private readonly f: number;
+  private readonly replicas: SimReplica[] = [];
+  private readonly clients: SimClient[] = [];
+  private readonly clientByKey = new Map<string, SimClient>();
+  private readonly genesis: Genesis;
+  private readonly checkers: InvariantCheckers;
+  private readonly verifier = createVerifier('native');
+  private readonly verifiedCache = new BoundedSet();
+  private readonly replicaKeys: Uint8Array[];
+  private nowMs = 0;
+  private inLivenessPhase = false;
+  private crashes = 0;
+  private partitions = 0;
+  private stateTransfers = 0;
+  private highestView = 0;
+  private readonly safetyFaults: NetworkFaults;
+
+  constructor(options: SimulationOptions) {
+    this.options = {
+      clients: 3,
+      requestsPerClient: 12,
+      safetyPhaseMs: 6_000,
+      livenessPhaseMs: 60_000,
+      faults: true,
+      behaviours: BYZANTINE_BEHAVIOURS,
+      ...options,
+    };
+    const { replicas: n, byzantine } = this.options;
+    this.f = quorums(n).f;
+    if (byzantine > this.f) throw new RangeError(`at most f = ${this.f} of ${n} replicas may be Byzantine`);
+    this.config = { replicaCount: n, ...SIMULATION_PROTOCOL };
+    this.random = new Random(options.seed);
+    this.faultRandom = this.random.fork();
+    this.clientRandom = this.random.fork();
+    const networkRandom = this.random.fork();
+
+    this.safetyFaults = this.options.faults
+      ? {
+          dropProbability: this.random.int(0, 8) / 100,
+          duplicateProbability: this.random.int(0, 5) / 100,
+          delayMinMs: 1,
+          delayMaxMs: this.random.int(5, 60),
+        }
+      : { dropProbability: 0, duplicateProbability: 0, delayMinMs: 1, delayMaxMs: 10 };
+    this.network = new PacketNetwork(networkRandom, this.safetyFaults);
+
+    const liars = new Map<number, ByzantineBehaviour>();
+    for (const id of this.random.shuffle([...Array(n).keys()]).slice(0, byzantine)) {
+      liars.set(id, this.random.pick(this.options.behaviours));
+    }
+
+    const seeds = Array.from({ length: n }, () => this.random.bytes(32));
+    this.replicaKeys = seeds.map((seed) => publicKeyFromSeed(seed));
+
+    for (let index = 0; index < this.options.clients; index++) {
+      const signer = createSigner(this.random.bytes(32));
+      const client: SimClient = {
+        index,
+        node: n + index,
+        signer,
+        t: 0,
+        remaining: this.options.requestsPerClient,
+        current: null,
+        believedView: 0,
+      };
+      this.clients.push(client);
+      this.clientByKey.set(toHex(signer.publicKey), client);
+    }
+    // The last client is deliberately absent from genesis: its transfers are rejected (unknown sender).
+    this.genesis = {
+      accounts: this.clients
+        .slice(0, Math.max(1, this.clients.length - 1))
+        .map((client) => ({ address: client.signer.publicKey, balance: CLIENT_BALANCE })),
+    };
+    this.checkers = new InvariantCheckers(genesisSupply(this.genesis));
+
+    seeds.forEach((seed, id) => {
+      const behaviour = liars.get(id);
+      const replica: SimReplica = {
+        id,
+        seed,
+        signer: createSigner(seed),
+        core: null,
+        ledger: Ledger.fromGenesis(this.genesis),
+        storage: emptyDurableState(),
+        strategy: behaviour === undefined ? null : createStrategy(behaviour),
+        random: this.random.fork(),
+      };
+      this.replicas.push(replica);
+    });
+  }
+
+  run(): SimulationResult {
+    for (const replica of this.replicas) this.boot(replica);
+    for (const replica of this.replicas)
+      this.queue.push(this.random.int(1, TICK_MS), { type: 'tick', replica: replica.id });
+    for (const client of this.clients) {
+      this.queue.push(this.clientRandom.int(0, 50), { type: 'client-send', client: client.index });
+    }
+    if (this.options.faults) this.scheduleFaults();
+    this.queue.push(this.options.safetyPhaseMs, { type: 'liveness-phase' });
+    const endMs = this.options.safetyPhaseMs + this.options.livenessPhaseMs;
+
+    for (;;) {
+      const next = this.queue.pop();
+      if (next === undefined || next.atMs > endMs) break;
+      this.nowMs = next.atMs;
+      this.handle(next.event);
+      if (this.inLivenessPhase && this.allClientsDone()) break;
+    }
+    if (!this.allClientsDone()) {
+      const stuck = this.clients.filter((client) => client.remaining > 0 || client.current !== null);
+      const replicas = this.replicas
+        .map(
+          (r) =>
+            `${r.id}${r.strategy ? `(${r.strategy.behaviour})` : ''}:v${r.core?.currentView}/${r.core?.currentStatus}/e${r.core?.lastExecutedSeq}/h${r.core?.lowWatermark}`,
+        )
+        .join(' ');
+      this.checkers.violate(
+        'liveness',
+        `${stuck.length} client(s) still waiting ${this.options.livenessPhaseMs} ms after healing; replicas ${replicas}`,
+      );
+    }
+    return {
+      seed: this.options.seed,
+      replicas: this.options.replicas,
+      byzantine: this.replicas
+        .filter((replica) => replica.strategy !== null)
+        .map((replica) => ({ replica: replica.id, behaviour: replica.strategy!.behaviour })),
+      violations: this.checkers.violations,
+      committed: this.clients.reduce(
+        (sum, client) => sum + (this.options.requestsPerClient - client.remaining) - (client.current ? 1 : 0),
+        0,
+      ),
+      requested: this.options.clients * this.options.requestsPerClient,
+      executedSeq: this.checkers.highestAgreedSeq,
+      viewChanges: this.highestView,
+      crashes: this.crashes,
+      partitions: this.partitions,
+      stateTransfers: this.stateTransfers,
+      messagesSent: this.network.sent,
+      messagesDropped: this.network.dropped,
+      virtualTimeMs: this.nowMs,
+    };
+  }
+
+  private allClientsDone(): boolean {
+    return this.clients.every((client) => client.remaining === 0 && client.current === null);
+  }
+
+  private isCorrect(replica: SimReplica): boolean {
+    return replica.strategy === null;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Fault schedule for the safety phase.
+
+  private scheduleFaults(): void {
+    const { safetyPhaseMs } = this.options;
+    const crashCount = this.faultRandom.int(0, 3);
+    for (let i = 0; i < crashCount; i++) {
+      const correct = this.replicas.filter((replica) => this.isCorrect(replica));
+      const victim = this.faultRandom.pick(correct).id;
+      const atMs = this.faultRandom.int(100, safetyPhaseMs - 100);
+      this.queue.push(atMs, { type: 'crash', replica: victim });
+      this.queue.push(atMs + this.faultRandom.int(100, 3_000), { type: 'restart', replica: victim });
+    }
+    const partitionCount = this.faultRandom.int(0, 2);
+    for (let i = 0; i < partitionCount; i++) {
+      const atMs = this.faultRandom.int(100, safetyPhaseMs - 100);
+      this.queue.push(atMs, { type: 'partition' });
+      this.queue.push(Math.min(safetyPhaseMs, atMs + this.faultRandom.int(200, 2_000)), {
+        type: 'heal-partition',
+      });
+    }
+  }
+
+  private allNodes(): NodeId[] {
+    return [...this.replicas.map((replica) => replica.id), ...this.clients.map((client) => client.node)];
+  }
+
+  private partition(): void {
+    this.partitions++;
+    const n = this.options.replicas;
+    if (this.faultRandom.chance(0.5)) {
+      // Symmetric: a random minority or majority of replicas is cut off from everyone else.
+      const group = this.faultRandom.shuffle([...Array(n).keys()]).slice(0, this.faultRandom.int(1, n - 1));
+      this.network.partition(group, this.allNodes());
+    } else {
+      // Asymmetric: some links stop working in one direction only.
+      const links = this.faultRandom.int(1, n);
+      for (let i = 0; i < links; i++) {
+        const from = this.faultRandom.int(0, n - 1);
+        const to = this.faultRandom.int(0, n - 1);
+        if (from !== to) this.network.cutLink(from, to);
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Events.
+
+  private handle(event: SimEvent): void {
+    switch (event.type) {
+      case 'deliver':
+        if (event.to < this.options.replicas) this.deliverToReplica(event.to, event.bytes);
+        else this.deliverToClient(this.clients[event.to - this.options.replicas]!, event.from, event.bytes);
+        return;
+      case 'tick': {
+        const replica = this.replicas[event.replica]!;
+        if (replica.core !== null) {
+          this.process(
+            replica,
+            this.guard(replica, () => replica.core!.tick()),
+          );
+          this.byzantineTick(replica);
+        }
+        this.queue.push(this.nowMs + TICK_MS, event);
+        return;
+      }
+      case 'client-send':
+        return this.clientSend(this.clients[event.client]!);
+      case 'client-timeout':
+        return this.clientTimeout(this.clients[event.client]!, event.t);
+      case 'crash': {
+        const replica = this.replicas[event.replica]!;
+        if (replica.core === null || this.inLivenessPhase) return;
+        this.crashes++;
+        replica.core = null;
+        return;
+      }
+      case 'restart': {
+        const replica = this.replicas[event.replica]!;
+        if (replica.core === null) this.boot(replica);
+        return;
+      }
+      case 'partition':
+        if (!this.inLivenessPhase) this.partition();
+        return;
+      case 'heal-partition':
+        this.network.healLinks();
+        return;
+      case 'liveness-phase':
+        this.inLivenessPhase = true;
+        this.network.healLinks();
+        this.network.setFaults({ ...this.safetyFaults, dropProbability: 0, duplicateProbability: 0 });
+        for (const replica of this.replicas) if (replica.core === null) this.boot(replica);
+        return;
+    }
+  }
+
+  /** Start a replica from its storage only (a fresh replica has empty storage). */
+  private boot(replica: SimReplica): void {
+    replica.ledger = Ledger.fromGenesis(this.genesis);
+    replica.core = new Replica({
+      id: replica.id,
+      config: this.config,
+      sign: (bytes) => replica.signer.sign(bytes),
+      sha256,
+      stateMachine: replica.ledger,
+      durable: replica.storage,
+    });
+    this.process(
+      replica,
+      this.guard(replica, () => replica.core!.start()),
+    );
+  }
+
+  /** Run a core step; an invariant failure inside a correct replica is a violation, never hidden. */
+  private guard(replica: SimReplica, step: () => Ready): Ready | null {
+    try {
+      return step();
+    } catch (error) {
+      if (!(error instanceof InvariantError) && !(error instanceof Error)) throw error;
+      this.checkers.violate('replica-crash', `replica ${replica.id} threw: ${(error as Error).message}`);
+      replica.core = null;
+      return null;
+    }
+  }
+
+  private deliverToReplica(id: number, bytes: Uint8Array): void {
+    const replica = this.replicas[id]!;
+    if (replica.core === null) return;
+    let message: Message;
+    try {
+      message = decodeMessage(bytes);
+    } catch {
+      return; // the edge drops what does not decode; the core never sees it
+    }
+    if (message.type === 'reply') return;
+    const context = { verifier: this.verifier, replicaKeys: this.replicaKeys, cache: this.verifiedCache };
+    if (verifyMessageSignatures(message, context) !== null) return;
+    replica.strategy?.observe(message);
+    this.process(
+      replica,
+      this.guard(replica, () => replica.core!.step(message)),
+    );
+  }
+
+  /** The runtime's job, done in the Ready order: persist, send, then executions and replies. */
+  private process(replica: SimReplica, ready: Ready | null): void {
+    if (ready === null) return;
+    applyPersistOps(replica.storage, ready.persist);
+    for (const outbound of ready.send) {
+      const targets =
+        outbound.to === 'all'
+          ? this.replicas.map((r) => r.id).filter((id) => id !== replica.id)
+          : [outbound.to];
+      if (replica.strategy === null) {
+        const bytes = encodeMessage(outbound.message);
+        for (const to of targets) this.transmit(replica.id, to, bytes);
+      } else {
+        for (const to of targets) {
+          for (const payload of replica.strategy.outgoing(
+            outbound.message,
+            to,
+            this.byzantineContext(replica),
+          )) {
+            this.transmit(replica.id, to, this.payloadBytes(payload));
+          }
+        }
+      }
+    }
+    const correct = this.isCorrect(replica);
+    for (const batch of ready.executed) {
+      if (correct) this.checkers.onExecuted(replica.id, batch, replica.ledger.totalSupply());
+    }
+    for (const event of ready.events) {
+      if (!correct) continue;
+      if (event.type === 'checkpoint-taken')
+        this.checkers.onCheckpoint(replica.id, event.seq, event.stateDigest);
+      if (event.type === 'new-view-entered') this.highestView = Math.max(this.highestView, event.view);
+      if (event.type === 'state-transferred') this.stateTransfers++;
+    }
+    for (const { client, reply } of ready.replies) {
+      const target = this.clientByKey.get(toHex(client));
+      if (target !== undefined)
+        this.transmit(replica.id, target.node, encodeMessage({ type: 'reply', reply }));
+    }
+  }
+
+  private payloadBytes(payload: Payload): Uint8Array {
+    return payload instanceof Uint8Array ? payload : encodeMessage(payload);
+  }
+
+  private transmit(from: NodeId, to: NodeId, bytes: Uint8Array): void {
+    for (const delivery of this.network.route(from, to)) {
+      this.queue.push(this.nowMs + delivery.delayMs, { type: 'deliver', from, to, bytes });
+    }
+  }
+
+  private byzantineContext(replica: SimReplica): ByzantineContext {
+    const core = replica.core!;
+    return {
+      id: replica.id,
+      replicaCount: this.options.replicas,
+      view: core.currentView,
+      lowWatermark: core.lowWatermark,
+      watermarkWindow: this.config.watermarkWindow,
+      checkpointInterval: this.config.checkpointInterval,
+      random: replica.random,
+      sign: (bytes) => replica.signer.sign(bytes),
+      sha256,
+    };
+  }
+
+  private byzantineTick(replica: SimReplica): void {
+    if (replica.strategy === null || replica.core === null) return;
+    for (const { to, payload } of replica.strategy.onTick(this.byzantineContext(replica))) {
+      const bytes = this.payloadBytes(payload);
+      const targets = to === 'all' ? this.replicas.map((r) => r.id).filter((id) => id !== replica.id) : [to];
+      for (const target of targets) this.transmit(replica.id, target, bytes);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Clients: one outstanding request each; f+1 matching replies complete it.
+
+  private clientSend(client: SimClient): void {
+    if (client.current !== null || client.remaining === 0) return;
+    client.t++;
+    const recipients = this.clients.filter((other) => other !== client);
+    const roll = this.clientRandom.int(0, 99);
+    const to =
+      roll < 5
+        ? this.clientRandom.bytes(32)
+        : this.clientRandom.pick(recipients.length > 0 ? recipients : [client]).signer.publicKey;
+    const amount =
+      roll < 10
+        ? this.clientRandom.int(-5, 0)
+        : roll < 15
+          ? CLIENT_BALANCE * 10
+          : this.clientRandom.int(1, 300);
+    const op = encodeOperation({ type: 'transfer', to, amount });
+    const request = signBody<RequestBody>(
+      { type: 'request', client: client.signer.publicKey, t: client.t, op },
+      (bytes) => client.signer.sign(bytes),
+    );
+    this.checkers.recordIssued(client.signer.publicKey, client.t, op);
+    client.current = { request, replies: new Map(), timeoutMs: CLIENT_TIMEOUT_MS };
+    const primary = primaryOf(client.believedView, this.options.replicas);
+    this.transmit(client.node, primary, encodeMessage({ type: 'request', request }));
+    this.queue.push(this.nowMs + CLIENT_TIMEOUT_MS, {
+      type: 'client-timeout',
+      client: client.index,
+      t: client.t,
+    });
+  }
+
+  private clientTimeout(client: SimClient, t: number): void {
+    const current = client.current;
+    if (current === null || current.request.body.t !== t) return;
+    // Retransmit to every replica with the same t: backups forward it and start their timers.
+    const bytes = encodeMessage({ type: 'request', request: current.request });
+    for (const replica of this.replicas) this.transmit(client.node, replica.id, bytes);
+    current.timeoutMs = Math.min(current.timeoutMs * 2, CLIENT_TIMEOUT_MAX_MS);
+    this.queue.push(this.nowMs + current.timeoutMs, { type: 'client-timeout', client: client.index, t });
+  }
+
+  private deliverToClient(client: SimClient, from: NodeId, bytes: Uint8Array): void {
+    const current = client.current;
+    if (current === null) return;
+    let message: Message;
+    try {
+      message = decodeMessage(bytes);
+    } catch {
+      return;
+    }
+    if (message.type !== 'reply') return;
+    const { reply } = message;
+    // The channel authenticates the sender, so a reply counts only for the replica that sent it.
+    if (reply.replica !== from || reply.t !== current.request.body.t) return;
+    current.replies.set(from, toHex(reply.result));
+    const matching = [...current.replies.values()].filter((result) => result === toHex(reply.result)).length;
+    if (matching < this.f + 1) return;
+    this.checkers.onClientAccepted(client.signer.publicKey, reply.t, reply.result);
+    client.current = null;
+    client.remaining--;
+    client.believedView = Math.max(client.believedView, reply.view);
+    this.queue.push(this.nowMs + this.clientRandom.int(0, CLIENT_THINK_MAX_MS), {
+      type: 'client-send',
+      client: client.index,
+    });
+  }
+}
