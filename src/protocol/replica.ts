@@ -86,7 +86,7 @@ export interface ExecutedBatch {
   requests: ExecutedRequest[];
 }
 
-export type ViewChangeReason = 'timeout' | 'joined' | 'new-view-rejected';
+export type ViewChangeReason = 'timeout' | 'joined' | 'behind';
 
 export type ReplicaEvent =
   | { type: 'view-change-started'; view: number; reason: ViewChangeReason }
@@ -203,6 +203,8 @@ export class Replica {
   private timerTicksLeft: number | null = null;
   private timeoutTicks: number;
   private readonly newViewSentAtTick = new Map<ReplicaId, number>();
+  /** Replicas seen sending ordering messages for views above ours, and the highest such view. */
+  private readonly higherViewSeen = new Map<ReplicaId, number>();
 
   constructor(options: ReplicaOptions) {
     validateProtocolConfig(options.config);
@@ -281,7 +283,7 @@ export class Replica {
       // crash may have kept in the outbox) and execute from the stable checkpoint onwards.
       for (const entry of [...this.log.values()].sort((a, b) => a.seq - b.seq)) this.checkPrepared(entry);
       this.executeCommitted();
-      if (this.status === 'view-change') this.startTimer();
+      if (this.status === 'view-change') this.maybeStartNewViewTimer();
       this.retransmit();
     });
   }
@@ -392,10 +394,12 @@ export class Replica {
       if (isNew) this.queue.set(requestKey(body), request);
       this.propose();
     } else {
-      // Forward to the primary (a client that only reached a backup is still served) and watch it.
+      // Forward to the primary (a client that only reached a backup is still served).
       this.sendTo(this.primary, { type: 'request', request });
-      if (this.timerTicksLeft === null) this.startTimer();
     }
+    // Every replica watches its pending requests, the primary too: a primary left behind in an old
+    // view (its proposals ignored by everyone) must notice and move on.
+    if (this.timerTicksLeft === null) this.startTimer();
   }
 
   private sendReply(client: Uint8Array, record: ClientRecord): void {
@@ -470,6 +474,8 @@ export class Replica {
   /** Shared acceptance test for ordering messages: the current view, normal status, in the window. */
   private acceptOrdering(body: PrePrepareBody | PrepareBody | CommitBody): boolean {
     if (this.status !== 'normal' || body.view !== this.view) {
+      if (body.view < this.view) this.sendNewViewTo(body.replica);
+      else this.noticeHigherView(body.replica, body.view);
       this.rejectBody(body, body.view < this.view ? 'old-view' : 'not-in-view');
       return false;
     }
@@ -608,7 +614,7 @@ export class Replica {
     // Progress: the view is working, so the timeout returns to its base value.
     this.timeoutTicks = this.config.viewChangeTimeoutTicks;
     if (this.status === 'normal') {
-      if (this.pending.size > 0 && this.primary !== this.id) this.startTimer();
+      if (this.pending.size > 0) this.startTimer();
       else this.stopTimer();
     }
     this.propose();
@@ -877,7 +883,7 @@ export class Replica {
   }
 
   private onTimerExpired(): void {
-    if (this.status === 'normal' && (this.pending.size === 0 || this.primary === this.id)) return;
+    if (this.status === 'normal' && this.pending.size === 0) return;
     this.startViewChange(this.view + 1, 'timeout');
   }
 
@@ -905,11 +911,11 @@ export class Replica {
     this.out.persist.push({ type: 'own-view-change', viewChange });
     this.out.events.push({ type: 'view-change-started', view: newView, reason });
     this.broadcast({ type: 'view-change', viewChange });
+    this.stopTimer();
+    this.higherViewSeen.clear();
     this.storeViewChange(viewChange);
-    // Wait for the NEW-VIEW; the next view change waits twice as long (bounded).
-    this.startTimer();
-    this.timeoutTicks = Math.min(this.timeoutTicks * 2, this.config.viewChangeTimeoutMaxTicks);
     this.maybeSendNewView();
+    this.maybeStartNewViewTimer();
   }
 
   private storeViewChange(viewChange: Signed<ViewChangeBody>): void {
@@ -926,14 +932,7 @@ export class Replica {
   private onViewChange(viewChange: Signed<ViewChangeBody>): void {
     const body = viewChange.body;
     if (body.newView <= this.view) {
-      // The sender is behind: if this view was entered through a NEW-VIEW, hand it over.
-      if (this.status === 'normal' && this.currentNewView !== null && body.replica !== this.id) {
-        const sentAt = this.newViewSentAtTick.get(body.replica);
-        if (sentAt === undefined || this.ticks - sentAt >= this.config.retransmitIntervalTicks) {
-          this.newViewSentAtTick.set(body.replica, this.ticks);
-          this.sendTo(body.replica, { type: 'new-view', newView: this.currentNewView });
-        }
-      }
+      this.sendNewViewTo(body.replica);
       if (body.newView < this.view || this.status === 'normal') return;
     }
     const reason = checkViewChange(body, this.certificateContext);
@@ -941,6 +940,43 @@ export class Replica {
     this.storeViewChange(viewChange);
     this.maybeJoinViewChange();
     this.maybeSendNewView();
+    this.maybeStartNewViewTimer();
+  }
+
+  /**
+   * The NEW-VIEW timer starts only once 2f+1 replicas asked for this view (PBFT §4.5.2), so a replica
+   * that starts a view change alone waits for the others instead of racing through views. Each view
+   * change that does not bring progress doubles the timeout, up to its bound.
+   */
+  private maybeStartNewViewTimer(): void {
+    if (this.status !== 'view-change' || this.timerTicksLeft !== null) return;
+    let requested = 0;
+    for (const byView of this.viewChanges.values()) if (byView.has(this.view)) requested++;
+    if (requested < this.quorums.quorum) return;
+    this.startTimer();
+    this.timeoutTicks = Math.min(this.timeoutTicks * 2, this.config.viewChangeTimeoutMaxTicks);
+  }
+
+  /**
+   * A replica that speaks for an older view is behind: hand it the NEW-VIEW this view began with
+   * (self-certifying, so it can check and enter it). At most once per interval per replica.
+   */
+  private sendNewViewTo(replica: ReplicaId): void {
+    if (this.status !== 'normal' || this.currentNewView === null || replica === this.id) return;
+    const sentAt = this.newViewSentAtTick.get(replica);
+    if (sentAt !== undefined && this.ticks - sentAt < this.config.retransmitIntervalTicks) return;
+    this.newViewSentAtTick.set(replica, this.ticks);
+    this.sendTo(replica, { type: 'new-view', newView: this.currentNewView });
+  }
+
+  /**
+   * Ordering messages from f+1 replicas in views above ours mean at least one correct replica moved
+   * on without us. Leave the current view; replicas already past it answer with their NEW-VIEW.
+   */
+  private noticeHigherView(replica: ReplicaId, view: number): void {
+    if (this.status !== 'normal' || view <= this.view) return;
+    this.higherViewSeen.set(replica, Math.max(view, this.higherViewSeen.get(replica) ?? 0));
+    if (this.higherViewSeen.size >= this.quorums.weak) this.startViewChange(this.view + 1, 'behind');
   }
 
   /** f+1 VIEW-CHANGEs for views above ours: at least one correct replica moved, so join the smallest. */
@@ -1026,6 +1062,7 @@ export class Replica {
   private enterView(newView: Signed<NewViewBody>, plan: NewViewPlan): void {
     this.view = newView.body.view;
     this.status = 'normal';
+    this.higherViewSeen.clear();
     this.currentNewView = newView;
     this.log.clear();
     this.queue.clear();
@@ -1046,16 +1083,17 @@ export class Replica {
       const slot = plan.slots[index]!;
       this.acceptPrePrepare(this.entry(slot.seq), prePrepare, slot.batch);
     });
-    this.stopTimer();
+    // Pending requests must now execute in this view, within the (possibly doubled) timeout.
+    if (this.pending.size > 0) this.startTimer();
+    else this.stopTimer();
     if (this.primary === this.id) {
       for (const request of this.pending.values()) {
         const key = requestKey(request.body);
         if (!this.assigned.has(key)) this.queue.set(key, request);
       }
       this.propose();
-    } else if (this.pending.size > 0) {
+    } else {
       for (const request of this.pending.values()) this.sendTo(this.primary, { type: 'request', request });
-      this.startTimer();
     }
   }
 

@@ -32,8 +32,8 @@ export class InvariantCheckers {
   private readonly executedAtSeq = new Map<number, string>();
   /** client:t → result bytes produced by correct replicas. */
   private readonly resultOf = new Map<string, Uint8Array>();
-  /** Per correct replica: every client:t it executed, to catch a second execution. */
-  private readonly executedBy = new Map<number, Set<string>>();
+  /** Per correct replica: every client:t it executed (and at which seq), to catch a second execution. */
+  private readonly executedBy = new Map<number, Map<string, number>>();
   /** checkpoint seq → state digest of the first correct replica to take it. */
   private readonly checkpointDigest = new Map<number, string>();
   /** client:t → operation bytes, for every request a client actually issued. */
@@ -68,7 +68,7 @@ export class InvariantCheckers {
 
     let executedHere = this.executedBy.get(replica);
     if (executedHere === undefined) {
-      executedHere = new Set();
+      executedHere = new Map();
       this.executedBy.set(replica, executedHere);
     }
     const keys: string[] = [];
@@ -85,7 +85,7 @@ export class InvariantCheckers {
       keys.push(key);
       if (executedHere.has(key))
         this.violate('exactly-once', `replica ${replica} executed ${key.slice(0, 12)}… twice`);
-      executedHere.add(key);
+      executedHere.set(key, batch.seq);
       const known = this.resultOf.get(key);
       if (known === undefined) this.resultOf.set(key, result);
       else if (!bytesEqual(known, result)) {
@@ -104,6 +104,16 @@ export class InvariantCheckers {
         `replica ${replica} has supply ${supplyAfter} after seq ${batch.seq}, genesis ${this.supply}`,
       );
     }
+  }
+
+  /**
+   * A correct replica restarted from its stable checkpoint at `restoredSeq`: what it executed above
+   * that was lost with its memory and will legitimately execute again.
+   */
+  onRestart(replica: number, restoredSeq: number): void {
+    const executedHere = this.executedBy.get(replica);
+    if (executedHere === undefined) return;
+    for (const [key, seq] of executedHere) if (seq > restoredSeq) executedHere.delete(key);
   }
 
   /** A correct replica took a checkpoint. */

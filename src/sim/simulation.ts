@@ -417,6 +417,7 @@ class Simulation {
       stateMachine: replica.ledger,
       durable: replica.storage,
     });
+    if (this.isCorrect(replica)) this.checkers.onRestart(replica.id, replica.core.lastExecutedSeq);
     this.process(
       replica,
       this.guard(replica, () => replica.core!.start()),
