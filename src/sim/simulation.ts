@@ -66,8 +66,12 @@ export interface SimulationOptions {
   safetyPhaseMs?: number;
   /** How long the healed cluster gets to complete every request. */
   livenessPhaseMs?: number;
-  /** Crashes, partitions, loss and duplication in the safety phase (default true). */
+  /** Random crashes, partitions, loss and duplication in the safety phase (default true). */
   faults?: boolean;
+  /** Which replicas lie (default: `byzantine` replicas drawn from the seed). */
+  byzantineReplicas?: readonly number[];
+  /** Scripted crashes of correct replicas, in addition to any random ones. */
+  crashes?: ReadonlyArray<{ replica: number; atMs: number; downMs: number }>;
 }
 
 export interface SimulationResult {
@@ -87,6 +91,8 @@ export interface SimulationResult {
   stateTransfers: number;
   messagesSent: number;
   messagesDropped: number;
+  /** Messages correct replicas rejected, by reason (edge: undecodable / bad-signature; core: rule). */
+  rejections: Record<string, number>;
   virtualTimeMs: number;
 }
 
@@ -146,9 +152,12 @@ export function runSimulation(options: SimulationOptions): SimulationResult {
 }
 
 class Simulation {
-  private readonly options: Required<Omit<SimulationOptions, 'behaviours'>> & {
+  private readonly options: Required<Omit<SimulationOptions, 'behaviours' | 'byzantineReplicas' | 'crashes'>> & {
     behaviours: readonly ByzantineBehaviour[];
+    byzantineReplicas?: readonly number[];
+    crashes: ReadonlyArray<{ replica: number; atMs: number; downMs: number }>;
   };
+  private readonly rejections: Record<string, number> = {};
   private readonly random: Random;
   private readonly faultRandom: Random;
   private readonly clientRandom: Random;
@@ -180,6 +189,7 @@ class Simulation {
       livenessPhaseMs: 60_000,
       faults: true,
       behaviours: BYZANTINE_BEHAVIOURS,
+      crashes: [],
       ...options,
     };
     const { replicas: n, byzantine } = this.options;
@@ -202,9 +212,11 @@ class Simulation {
     this.network = new PacketNetwork(networkRandom, this.safetyFaults);
 
     const liars = new Map<number, ByzantineBehaviour>();
-    for (const id of this.random.shuffle([...Array(n).keys()]).slice(0, byzantine)) {
-      liars.set(id, this.random.pick(this.options.behaviours));
+    const liarIds = this.options.byzantineReplicas ?? this.random.shuffle([...Array(n).keys()]).slice(0, byzantine);
+    if (liarIds.length !== byzantine || new Set(liarIds).size !== byzantine || liarIds.some((id) => id < 0 || id >= n)) {
+      throw new RangeError(`byzantineReplicas must list ${byzantine} distinct replica ids below ${n}`);
     }
+    for (const id of liarIds) liars.set(id, this.random.pick(this.options.behaviours));
 
     const seeds = Array.from({ length: n }, () => this.random.bytes(32));
     this.replicaKeys = seeds.map((seed) => publicKeyFromSeed(seed));
@@ -255,6 +267,10 @@ class Simulation {
       this.queue.push(this.clientRandom.int(0, 50), { type: 'client-send', client: client.index });
     }
     if (this.options.faults) this.scheduleFaults();
+    for (const { replica, atMs, downMs } of this.options.crashes) {
+      this.queue.push(atMs, { type: 'crash', replica });
+      this.queue.push(atMs + downMs, { type: 'restart', replica });
+    }
     this.queue.push(this.options.safetyPhaseMs, { type: 'liveness-phase' });
     const endMs = this.options.safetyPhaseMs + this.options.livenessPhaseMs;
 
@@ -297,6 +313,7 @@ class Simulation {
       stateTransfers: this.stateTransfers,
       messagesSent: this.network.sent,
       messagesDropped: this.network.dropped,
+      rejections: this.rejections,
       virtualTimeMs: this.nowMs,
     };
   }
@@ -443,11 +460,17 @@ class Simulation {
     try {
       message = decodeMessage(bytes);
     } catch {
-      return; // the edge drops what does not decode; the core never sees it
+      // The edge drops what does not decode; the core never sees it.
+      if (this.isCorrect(replica)) this.countRejection('undecodable');
+      return;
     }
     if (message.type === 'reply') return;
     const context = { verifier: this.verifier, replicaKeys: this.replicaKeys, cache: this.verifiedCache };
-    if (verifyMessageSignatures(message, context) !== null) return;
+    const signatureRejection = verifyMessageSignatures(message, context);
+    if (signatureRejection !== null) {
+      if (this.isCorrect(replica)) this.countRejection(signatureRejection);
+      return;
+    }
     replica.strategy?.observe(message);
     this.process(
       replica,
@@ -489,12 +512,17 @@ class Simulation {
         this.checkers.onCheckpoint(replica.id, event.seq, event.stateDigest);
       if (event.type === 'new-view-entered') this.highestView = Math.max(this.highestView, event.view);
       if (event.type === 'state-transferred') this.stateTransfers++;
+      if (event.type === 'message-rejected') this.countRejection(event.reason);
     }
     for (const { client, reply } of ready.replies) {
       const target = this.clientByKey.get(toHex(client));
       if (target !== undefined)
         this.transmit(replica.id, target.node, encodeMessage({ type: 'reply', reply }));
     }
+  }
+
+  private countRejection(reason: string): void {
+    this.rejections[reason] = (this.rejections[reason] ?? 0) + 1;
   }
 
   private payloadBytes(payload: Payload): Uint8Array {
