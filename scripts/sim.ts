@@ -44,6 +44,7 @@ function parseOptions() {
       replicas: { type: 'string' },
       byzantine: { type: 'string' },
       behaviour: { type: 'string', multiple: true },
+      crypto: { type: 'string', default: 'simulated' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -71,6 +72,9 @@ if (![4, 7, 10].includes(replicas)) usage('--replicas must be 4, 7 or 10');
 const f = (replicas - 1) / 3;
 const byzantine = integerOption(values.byzantine, 'byzantine', f, 0);
 if (byzantine > f) usage(`--byzantine must be at most f = ${f} for ${replicas} replicas`);
+if (values.crypto !== 'simulated' && values.crypto !== 'ed25519')
+  usage('--crypto must be simulated or ed25519');
+const crypto = values.crypto;
 const behaviours: ByzantineBehaviour[] = [];
 for (const name of values.behaviour ?? []) {
   if (!isByzantineBehaviour(name))
@@ -95,6 +99,7 @@ for (let seed = firstSeed; seed < firstSeed + seeds; seed++) {
     seed,
     replicas,
     byzantine,
+    crypto,
     ...(behaviours.length > 0 ? { behaviours } : {}),
   });
   committed += result.committed;

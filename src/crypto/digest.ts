@@ -14,3 +14,7 @@ export const sha256: Sha256 = (data) =>
   Uint8Array.from(createHash('sha256').update(data).digest());
 
 export const sha256Noble: Sha256 = (data) => nobleSha256(data);
+
+/** SHA-512 (OpenSSL), 64 bytes: the simulator's stand-in signatures are keyed SHA-512 digests. */
+export const sha512 = (data: Uint8Array): Uint8Array =>
+  Uint8Array.from(createHash('sha512').update(data).digest());

@@ -1,5 +1,5 @@
 /** Public API of the crypto layer: Ed25519 signing and strict verification, SHA-256, key files. */
-export { SHA256_LENGTH_BYTES, sha256, sha256Noble } from './digest.ts';
+export { SHA256_LENGTH_BYTES, sha256, sha256Noble, sha512 } from './digest.ts';
 export {
   createSigner,
   createVerifier,

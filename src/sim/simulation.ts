@@ -16,7 +16,7 @@ import {
   createStrategy,
   type Payload,
 } from '../byzantine/strategies.ts';
-import { createSigner, createVerifier, publicKeyFromSeed, sha256 } from '../crypto/index.ts';
+import { sha256 } from '../crypto/index.ts';
 import type { Signer } from '../crypto/types.ts';
 import type { Genesis } from '../ledger/genesis.ts';
 import { encodeOperation, genesisSupply, Ledger } from '../ledger/index.ts';
@@ -38,6 +38,7 @@ import { InvariantCheckers, type Violation } from './checkers.ts';
 import { EventQueue } from './event-queue.ts';
 import { type NetworkFaults, type NodeId, PacketNetwork } from './network.ts';
 import { Random } from './random.ts';
+import { type SignatureScheme, type SimulationCrypto, signatureScheme } from './sim-crypto.ts';
 
 /** Virtual milliseconds per protocol tick. */
 export const TICK_MS = 10;
@@ -72,6 +73,8 @@ export interface SimulationOptions {
   byzantineReplicas?: readonly number[];
   /** Scripted crashes of correct replicas, in addition to any random ones. */
   crashes?: ReadonlyArray<{ replica: number; atMs: number; downMs: number }>;
+  /** Real ed25519, or keyed-hash stand-ins for fast sweeps (default 'simulated'). */
+  crypto?: SimulationCrypto;
 }
 
 export interface SimulationResult {
@@ -152,7 +155,9 @@ export function runSimulation(options: SimulationOptions): SimulationResult {
 }
 
 class Simulation {
-  private readonly options: Required<Omit<SimulationOptions, 'behaviours' | 'byzantineReplicas' | 'crashes'>> & {
+  private readonly options: Required<
+    Omit<SimulationOptions, 'behaviours' | 'byzantineReplicas' | 'crashes'>
+  > & {
     behaviours: readonly ByzantineBehaviour[];
     byzantineReplicas?: readonly number[];
     crashes: ReadonlyArray<{ replica: number; atMs: number; downMs: number }>;
@@ -170,8 +175,10 @@ class Simulation {
   private readonly clientByKey = new Map<string, SimClient>();
   private readonly genesis: Genesis;
   private readonly checkers: InvariantCheckers;
-  private readonly verifier = createVerifier('native');
+  private readonly scheme: SignatureScheme;
   private readonly verifiedCache = new BoundedSet();
+  /** Decoded form of each wire buffer: a broadcast is decoded once, not once per receiver. */
+  private readonly decoded = new WeakMap<Uint8Array, Message | null>();
   private readonly replicaKeys: Uint8Array[];
   private nowMs = 0;
   private inLivenessPhase = false;
@@ -190,8 +197,10 @@ class Simulation {
       faults: true,
       behaviours: BYZANTINE_BEHAVIOURS,
       crashes: [],
+      crypto: 'simulated',
       ...options,
     };
+    this.scheme = signatureScheme(this.options.crypto);
     const { replicas: n, byzantine } = this.options;
     this.f = quorums(n).f;
     if (byzantine > this.f) throw new RangeError(`at most f = ${this.f} of ${n} replicas may be Byzantine`);
@@ -212,17 +221,22 @@ class Simulation {
     this.network = new PacketNetwork(networkRandom, this.safetyFaults);
 
     const liars = new Map<number, ByzantineBehaviour>();
-    const liarIds = this.options.byzantineReplicas ?? this.random.shuffle([...Array(n).keys()]).slice(0, byzantine);
-    if (liarIds.length !== byzantine || new Set(liarIds).size !== byzantine || liarIds.some((id) => id < 0 || id >= n)) {
+    const liarIds =
+      this.options.byzantineReplicas ?? this.random.shuffle([...Array(n).keys()]).slice(0, byzantine);
+    if (
+      liarIds.length !== byzantine ||
+      new Set(liarIds).size !== byzantine ||
+      liarIds.some((id) => id < 0 || id >= n)
+    ) {
       throw new RangeError(`byzantineReplicas must list ${byzantine} distinct replica ids below ${n}`);
     }
     for (const id of liarIds) liars.set(id, this.random.pick(this.options.behaviours));
 
     const seeds = Array.from({ length: n }, () => this.random.bytes(32));
-    this.replicaKeys = seeds.map((seed) => publicKeyFromSeed(seed));
+    this.replicaKeys = seeds.map((seed) => this.scheme.publicKey(seed));
 
     for (let index = 0; index < this.options.clients; index++) {
-      const signer = createSigner(this.random.bytes(32));
+      const signer = this.scheme.signer(this.random.bytes(32));
       const client: SimClient = {
         index,
         node: n + index,
@@ -248,7 +262,7 @@ class Simulation {
       const replica: SimReplica = {
         id,
         seed,
-        signer: createSigner(seed),
+        signer: this.scheme.signer(seed),
         core: null,
         ledger: Ledger.fromGenesis(this.genesis),
         storage: emptyDurableState(),
@@ -456,16 +470,18 @@ class Simulation {
   private deliverToReplica(id: number, bytes: Uint8Array): void {
     const replica = this.replicas[id]!;
     if (replica.core === null) return;
-    let message: Message;
-    try {
-      message = decodeMessage(bytes);
-    } catch {
+    const message = this.decode(bytes);
+    if (message === null) {
       // The edge drops what does not decode; the core never sees it.
       if (this.isCorrect(replica)) this.countRejection('undecodable');
       return;
     }
     if (message.type === 'reply') return;
-    const context = { verifier: this.verifier, replicaKeys: this.replicaKeys, cache: this.verifiedCache };
+    const context = {
+      verifier: this.scheme.verifier,
+      replicaKeys: this.replicaKeys,
+      ...(this.scheme.cacheVerifications ? { cache: this.verifiedCache } : {}),
+    };
     const signatureRejection = verifyMessageSignatures(message, context);
     if (signatureRejection !== null) {
       if (this.isCorrect(replica)) this.countRejection(signatureRejection);
@@ -519,6 +535,19 @@ class Simulation {
       if (target !== undefined)
         this.transmit(replica.id, target.node, encodeMessage({ type: 'reply', reply }));
     }
+  }
+
+  private decode(bytes: Uint8Array): Message | null {
+    let message = this.decoded.get(bytes);
+    if (message === undefined) {
+      try {
+        message = decodeMessage(bytes);
+      } catch {
+        message = null;
+      }
+      this.decoded.set(bytes, message);
+    }
+    return message;
   }
 
   private countRejection(reason: string): void {
@@ -606,13 +635,8 @@ class Simulation {
   private deliverToClient(client: SimClient, from: NodeId, bytes: Uint8Array): void {
     const current = client.current;
     if (current === null) return;
-    let message: Message;
-    try {
-      message = decodeMessage(bytes);
-    } catch {
-      return;
-    }
-    if (message.type !== 'reply') return;
+    const message = this.decode(bytes);
+    if (message === null || message.type !== 'reply') return;
     const { reply } = message;
     // The channel authenticates the sender, so a reply counts only for the replica that sent it.
     if (reply.replica !== from || reply.t !== current.request.body.t) return;

@@ -2,6 +2,7 @@
  * One scenario per Byzantine behaviour the project claims to survive, at n = 4 (f = 1) and n = 7
  * (f = 2): f replicas lie in that way, and every request still completes with no violation. Each
  * scenario also checks that the lie actually happened and was noticed, so none passes vacuously.
+ * These use real ed25519 signatures end to end; the sweeps use the simulator's stand-in scheme.
  */
 import { describe, expect, it } from 'vitest';
 import type { ByzantineBehaviour } from '../../src/byzantine/strategies.ts';
@@ -44,7 +45,8 @@ const SCENARIOS: Scenario[] = [
     behaviour: 'bad-signature',
     liars: { 4: [0], 7: [0, 3] },
     crashPrimary: false,
-    evidence: (result) => expect(rejected(result, 'bad-signature') + rejected(result, 'undecodable')).toBeGreaterThan(0),
+    evidence: (result) =>
+      expect(rejected(result, 'bad-signature') + rejected(result, 'undecodable')).toBeGreaterThan(0),
   },
   {
     behaviour: 'replay',
@@ -106,6 +108,7 @@ describe.each([4, 7] as const)('n = %i replicas with f Byzantine replicas', (rep
           byzantineReplicas: scenario.liars[replicas],
           behaviours: [scenario.behaviour],
           faults: false,
+          crypto: 'ed25519',
           clients: 3,
           requestsPerClient: 8,
           safetyPhaseMs: 4_000,

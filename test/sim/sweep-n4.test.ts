@@ -15,7 +15,10 @@ describe('simulation sweep, 4 replicas, 1 Byzantine', () => {
     it(`seeds ${chunkStart} … ${chunkStart + CHUNK - 1} keep every invariant`, () => {
       for (let seed = chunkStart; seed < chunkStart + CHUNK; seed++) {
         const result = runSimulation({ seed, replicas: 4, byzantine: 1 });
-        expect(result.violations, `replay: npm run sim -- --seeds 1 --first-seed ${seed} --replicas 4 --byzantine 1`).toEqual([]);
+        expect(
+          result.violations,
+          `replay: npm run sim -- --seeds 1 --first-seed ${seed} --replicas 4 --byzantine 1`,
+        ).toEqual([]);
         expect(result.committed).toBe(result.requested);
       }
     });

@@ -15,7 +15,10 @@ describe('simulation sweep, 7 replicas, 2 Byzantine', () => {
     it(`seeds ${chunkStart} … ${chunkStart + CHUNK - 1} keep every invariant`, () => {
       for (let seed = chunkStart; seed < chunkStart + CHUNK; seed++) {
         const result = runSimulation({ seed, replicas: 7, byzantine: 2 });
-        expect(result.violations, `replay: npm run sim -- --seeds 1 --first-seed ${seed} --replicas 7 --byzantine 2`).toEqual([]);
+        expect(
+          result.violations,
+          `replay: npm run sim -- --seeds 1 --first-seed ${seed} --replicas 7 --byzantine 2`,
+        ).toEqual([]);
         expect(result.committed).toBe(result.requested);
       }
     });

@@ -1,14 +1,34 @@
 import { CodecError } from '../../../src/codec/cbor.ts';
 import { decodeMessage } from '../../../src/protocol/messages.ts';
-const seen = new Map<string, number[]>();
+
+Error.stackTraceLimit = 50;
+const nested = (d: number) => {
+  const b = new Uint8Array(d + 1).fill(0x81);
+  b[d] = 0;
+  return b;
+};
+let shown = 0;
+const fails: number[] = [];
 for (let depth = 4000; depth < 9000; depth += 1) {
-  for (const kind of ['arr', 'map']) {
-    let b: Uint8Array;
-    if (kind === 'arr') { b = new Uint8Array(depth + 1).fill(0x81); b[depth] = 0; }
-    else { const parts: number[] = []; for (let i = 0; i < depth; i++) parts.push(0xa1, 0x61, 0x61); parts.push(0); b = Uint8Array.from(parts); }
-    let r: string;
-    try { decodeMessage(b); r = 'ok'; } catch (e) { r = e instanceof CodecError ? e.code : 'OTHER ' + (e as Error).name + ' ' + (e as Error).message; }
-    const k = kind + ' ' + r; if (!seen.has(k)) seen.set(k, []); seen.get(k)!.push(depth);
+  try {
+    decodeMessage(nested(depth));
+  } catch (e) {
+    if (!(e instanceof CodecError)) {
+      fails.push(depth);
+      if (!shown++) {
+        const s = (e as Error).stack!.split('\n');
+        console.log(s.slice(0, 6).join('\n'));
+        console.log(s.filter((l) => /cbor\.ts|messages\.ts/.test(l)).join('\n'));
+      }
+    }
   }
 }
-for (const [k, v] of seen) console.log(k, v.length, v[0], v[v.length - 1]);
+console.log(fails.length, fails.slice(0, 5), fails.slice(-5));
+// now re-test fixed depths
+for (const d of [4500, 5000, 6000, 7000]) {
+  try {
+    decodeMessage(nested(d));
+  } catch (e) {
+    console.log(d, e instanceof CodecError ? e.code : (e as Error).name);
+  }
+}

@@ -142,6 +142,8 @@ export class Cluster {
   readonly storage: DurableState[];
   /** Undelivered messages, in send order. */
   queue: Envelope[] = [];
+  /** Every message any replica sent (one entry per destination), in order. */
+  readonly sent: Envelope[] = [];
   /** Everything delivered (after the signature check), in order. */
   readonly delivered: Envelope[] = [];
   /** Per replica, every batch it executed, in order (kept across restarts). */
@@ -202,10 +204,12 @@ export class Cluster {
     applyPersistOps(this.storage[id]!, ready.persist);
     for (const outbound of ready.send) {
       const targets =
-        outbound.to === 'all'
-          ? [...Array(this.n).keys()].filter((other) => other !== id)
-          : [outbound.to];
-      for (const to of targets) this.queue.push({ from: id, to, message: outbound.message });
+        outbound.to === 'all' ? [...Array(this.n).keys()].filter((other) => other !== id) : [outbound.to];
+      for (const to of targets) {
+        const envelope = { from: id, to, message: outbound.message };
+        this.sent.push(envelope);
+        this.queue.push(envelope);
+      }
     }
     this.executed[id]!.push(...ready.executed);
     this.replies[id]!.push(...ready.replies);
@@ -360,25 +364,45 @@ export class Cluster {
     batch: Signed<RequestBody>[],
     digest: Uint8Array = batchDigest(batch, sha256),
   ): Extract<Message, { type: 'pre-prepare' }> {
-    const prePrepare = this.signAs<PrePrepareBody>(replica, { type: 'pre-prepare', view, seq, digest, replica });
+    const prePrepare = this.signAs<PrePrepareBody>(replica, {
+      type: 'pre-prepare',
+      view,
+      seq,
+      digest,
+      replica,
+    });
     return { type: 'pre-prepare', prePrepare, batch };
   }
 
-  prepare(replica: number, view: number, seq: number, digest: Uint8Array): Extract<Message, { type: 'prepare' }> {
+  prepare(
+    replica: number,
+    view: number,
+    seq: number,
+    digest: Uint8Array,
+  ): Extract<Message, { type: 'prepare' }> {
     return {
       type: 'prepare',
       prepare: this.signAs<PrepareBody>(replica, { type: 'prepare', view, seq, digest, replica }),
     };
   }
 
-  commit(replica: number, view: number, seq: number, digest: Uint8Array): Extract<Message, { type: 'commit' }> {
+  commit(
+    replica: number,
+    view: number,
+    seq: number,
+    digest: Uint8Array,
+  ): Extract<Message, { type: 'commit' }> {
     return {
       type: 'commit',
       commit: this.signAs<CommitBody>(replica, { type: 'commit', view, seq, digest, replica }),
     };
   }
 
-  checkpoint(replica: number, seq: number, stateDigest: Uint8Array): Extract<Message, { type: 'checkpoint' }> {
+  checkpoint(
+    replica: number,
+    seq: number,
+    stateDigest: Uint8Array,
+  ): Extract<Message, { type: 'checkpoint' }> {
     return {
       type: 'checkpoint',
       checkpoint: this.signAs<CheckpointBody>(replica, { type: 'checkpoint', seq, stateDigest, replica }),
@@ -400,7 +424,11 @@ export class Cluster {
   viewChange(
     replica: number,
     newView: number,
-    options: { stableSeq?: number; checkpointProof?: Signed<CheckpointBody>[]; prepared?: PreparedCertificate[] } = {},
+    options: {
+      stableSeq?: number;
+      checkpointProof?: Signed<CheckpointBody>[];
+      prepared?: PreparedCertificate[];
+    } = {},
   ): Signed<ViewChangeBody> {
     return this.signAs<ViewChangeBody>(replica, {
       type: 'view-change',
