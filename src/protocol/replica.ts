@@ -203,6 +203,7 @@ export class Replica {
   private timerTicksLeft: number | null = null;
   private timeoutTicks: number;
   private readonly newViewSentAtTick = new Map<ReplicaId, number>();
+  private readonly viewChangeSentAtTick = new Map<ReplicaId, number>();
   /** Replicas seen sending ordering messages for views above ours, and the highest such view. */
   private readonly higherViewSeen = new Map<ReplicaId, number>();
 
@@ -391,7 +392,8 @@ export class Replica {
     }
     if (this.status !== 'normal') return;
     if (this.primary === this.id) {
-      if (isNew) this.queue.set(requestKey(body), request);
+      const key = requestKey(body);
+      if (!this.assigned.has(key)) this.queue.set(key, request);
       this.propose();
     } else {
       // Forward to the primary (a client that only reached a backup is still served).
@@ -933,6 +935,7 @@ export class Replica {
     const body = viewChange.body;
     if (body.newView <= this.view) {
       this.sendNewViewTo(body.replica);
+      if (body.newView < this.view) this.sendOwnViewChangeTo(body.replica, body.newView);
       if (body.newView < this.view || this.status === 'normal') return;
     }
     const reason = checkViewChange(body, this.certificateContext);
@@ -967,6 +970,20 @@ export class Replica {
     if (sentAt !== undefined && this.ticks - sentAt < this.config.retransmitIntervalTicks) return;
     this.newViewSentAtTick.set(replica, this.ticks);
     this.sendTo(replica, { type: 'new-view', newView: this.currentNewView });
+  }
+
+  /**
+   * The sender is still collecting VIEW-CHANGEs for `view`, which this replica already left. Our own
+   * VIEW-CHANGE for it may have been lost on the way; resend it (a signed statement, safe to repeat)
+   * so the sender can complete its 2f+1 and follow. At most once per interval per replica.
+   */
+  private sendOwnViewChangeTo(replica: ReplicaId, view: number): void {
+    const own = this.viewChanges.get(this.id)?.get(view);
+    if (own === undefined || replica === this.id) return;
+    const sentAt = this.viewChangeSentAtTick.get(replica);
+    if (sentAt !== undefined && this.ticks - sentAt < this.config.retransmitIntervalTicks) return;
+    this.viewChangeSentAtTick.set(replica, this.ticks);
+    this.sendTo(replica, { type: 'view-change', viewChange: own });
   }
 
   /**
