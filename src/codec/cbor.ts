@@ -66,7 +66,14 @@ export function decodeCanonical(bytes: Uint8Array, maxBytes: number = FRAME_SIZE
   } catch (error) {
     throw new CodecError('MALFORMED_CBOR', `malformed CBOR: ${(error as Error).message}`);
   }
-  if (!bytesEqual(encodeCanonical(value), bytes)) {
+  let canonical: Uint8Array;
+  try {
+    canonical = encodeCanonical(value);
+  } catch (error) {
+    // Only pathological input gets here (e.g. nesting deep enough to exhaust the encoder's stack).
+    throw new CodecError('MALFORMED_CBOR', `CBOR cannot be re-encoded: ${(error as Error).name}`);
+  }
+  if (!bytesEqual(canonical, bytes)) {
     throw new CodecError('NON_CANONICAL', 'CBOR is valid but not in canonical form');
   }
   return value;

@@ -3,7 +3,7 @@
  * checked once before the core sees the message. The core then trusts authenticity and checks only
  * protocol rules. Pure given a Verifier, so the runtime and the simulator share it.
  */
-import type { Verifier } from '../crypto/types.ts';
+import type { Sha256, Verifier } from '../crypto/types.ts';
 import { toHex } from '../util/bytes.ts';
 import type {
   Body,
@@ -16,9 +16,8 @@ import type {
 } from './messages.ts';
 
 /**
- * Signatures already verified, keyed by (signature, public key). Sound because verification is
- * strict (no small-order keys): one signature verifying for two messages under one key would need a
- * SHA-512 collision modulo the group order.
+ * (message digest, signature, public key) triples already verified. The digest of the signed bytes
+ * is part of the key: a genuine signature attached to other bytes must miss the cache and fail.
  */
 export interface VerifiedSignatureCache {
   has(key: string): boolean;
@@ -29,7 +28,8 @@ export interface SignatureContext {
   verifier: Verifier;
   /** Public key of each replica, indexed by replica id. */
   replicaKeys: readonly Uint8Array[];
-  cache?: VerifiedSignatureCache;
+  /** A cache of verified signatures and the hash that keys it by the exact signed bytes. */
+  cache?: { verified: VerifiedSignatureCache; sha256: Sha256 };
 }
 
 export type SignatureRejection = 'unknown-replica' | 'bad-signature';
@@ -41,10 +41,14 @@ function signerKey(body: Body, context: SignatureContext): Uint8Array | undefine
 function verifySigned(signed: Signed<Body>, context: SignatureContext): SignatureRejection | null {
   const publicKey = signerKey(signed.body, context);
   if (publicKey === undefined) return 'unknown-replica';
-  const cacheKey = context.cache === undefined ? '' : toHex(signed.signature) + toHex(publicKey);
-  if (context.cache?.has(cacheKey)) return null;
+  const cache = context.cache;
+  const cacheKey =
+    cache === undefined
+      ? ''
+      : `${toHex(cache.sha256(signed.bytes))}${toHex(signed.signature)}${toHex(publicKey)}`;
+  if (cache?.verified.has(cacheKey)) return null;
   if (!context.verifier.verify(signed.signature, signed.bytes, publicKey)) return 'bad-signature';
-  context.cache?.add(cacheKey);
+  cache?.verified.add(cacheKey);
   return null;
 }
 

@@ -480,7 +480,7 @@ class Simulation {
     const context = {
       verifier: this.scheme.verifier,
       replicaKeys: this.replicaKeys,
-      ...(this.scheme.cacheVerifications ? { cache: this.verifiedCache } : {}),
+      ...(this.scheme.cacheVerifications ? { cache: { verified: this.verifiedCache, sha256 } } : {}),
     };
     const signatureRejection = verifyMessageSignatures(message, context);
     if (signatureRejection !== null) {
