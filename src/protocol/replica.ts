@@ -23,7 +23,13 @@ import {
   prePreparesMatchPlan,
 } from './certificates.ts';
 import { type ProtocolConfig, primaryOf, type Quorums, quorums, validateProtocolConfig } from './config.ts';
-import type { DurableState, LogMessage, PersistOp, StableCheckpoint } from './durable.ts';
+import {
+  type DurableState,
+  type LogMessage,
+  logMessageView,
+  type PersistOp,
+  type StableCheckpoint,
+} from './durable.ts';
 import {
   type Body,
   type CheckpointBody,
@@ -47,6 +53,8 @@ import type { StateMachine } from './state-machine.ts';
 
 /** VIEW-CHANGEs kept per sender, for its most recent views only: bounds memory under floods. */
 const VIEW_CHANGES_PER_REPLICA_MAX = 4;
+/** Early ordering messages kept per sender, as a multiple of the window (pre-prepare, prepare, commit). */
+const EARLY_MESSAGES_PER_REPLICA_FACTOR = 3;
 /** Checkpoint sequence numbers with votes kept per sender: the window plus room for laggards. */
 const CHECKPOINT_VOTES_PER_REPLICA_EXTRA = 2;
 
@@ -170,6 +178,8 @@ export class Replica {
   private ownViewChange: Signed<ViewChangeBody> | null = null;
   private currentNewView: Signed<NewViewBody> | null = null;
   private readonly viewChanges = new Map<ReplicaId, Map<number, Signed<ViewChangeBody>>>();
+  /** This replica's VIEW-CHANGEs for its most recent views, to resend to replicas still collecting them. */
+  private readonly recentOwnViewChanges = new Map<number, Signed<ViewChangeBody>>();
 
   // Ordering state.
   private readonly log = new Map<number, LogEntry>();
@@ -204,6 +214,8 @@ export class Replica {
   private timeoutTicks: number;
   private readonly newViewSentAtTick = new Map<ReplicaId, number>();
   private readonly viewChangeSentAtTick = new Map<ReplicaId, number>();
+  /** Ordering messages for views this replica has not entered yet, per sender. */
+  private readonly earlyMessages = new Map<ReplicaId, LogMessage[]>();
   /** Replicas seen sending ordering messages for views above ours, and the highest such view. */
   private readonly higherViewSeen = new Map<ReplicaId, number>();
 
@@ -455,6 +467,29 @@ export class Replica {
     }
   }
 
+  /** Keep an ordering message of a view this replica has not entered yet (bounded per sender). */
+  private bufferEarly(replica: ReplicaId, message: LogMessage): void {
+    let buffered = this.earlyMessages.get(replica);
+    if (buffered === undefined) {
+      buffered = [];
+      this.earlyMessages.set(replica, buffered);
+    }
+    if (buffered.length >= EARLY_MESSAGES_PER_REPLICA_FACTOR * this.config.watermarkWindow) buffered.shift();
+    buffered.push(message);
+  }
+
+  /** After entering a view: process what peers sent for it early, drop what is now stale. */
+  private replayEarly(): void {
+    const ready: LogMessage[] = [];
+    for (const [replica, buffered] of this.earlyMessages) {
+      const later = buffered.filter((message) => logMessageView(message) > this.view);
+      ready.push(...buffered.filter((message) => logMessageView(message) === this.view));
+      if (later.length > 0) this.earlyMessages.set(replica, later);
+      else this.earlyMessages.delete(replica);
+    }
+    for (const message of ready) this.dispatch(message);
+  }
+
   private entry(seq: number): LogEntry {
     let entry = this.log.get(seq);
     if (entry === undefined) {
@@ -474,11 +509,16 @@ export class Replica {
   }
 
   /** Shared acceptance test for ordering messages: the current view, normal status, in the window. */
-  private acceptOrdering(body: PrePrepareBody | PrepareBody | CommitBody): boolean {
-    if (this.status !== 'normal' || body.view !== this.view) {
-      if (body.view < this.view) this.sendNewViewTo(body.replica);
-      else this.noticeHigherView(body.replica, body.view);
-      this.rejectBody(body, body.view < this.view ? 'old-view' : 'not-in-view');
+  private acceptOrdering(body: PrePrepareBody | PrepareBody | CommitBody, message: LogMessage): boolean {
+    if (body.view > this.view || (body.view === this.view && this.status === 'view-change')) {
+      // Peers that entered the view first speak before our NEW-VIEW arrives: keep it for then.
+      this.bufferEarly(body.replica, message);
+      this.noticeHigherView(body.replica, body.view);
+      return false;
+    }
+    if (body.view < this.view) {
+      this.sendNewViewTo(body.replica, body.view);
+      this.rejectBody(body, 'old-view');
       return false;
     }
     if (!this.inWindow(body.seq)) {
@@ -492,7 +532,7 @@ export class Replica {
     const body = prePrepare.body;
     if (body.replica !== primaryOf(body.view, this.quorums.n))
       return this.rejectBody(body, 'not-from-primary');
-    if (!this.acceptOrdering(body)) return;
+    if (!this.acceptOrdering(body, { type: 'pre-prepare', prePrepare, batch })) return;
     if (batch.length > this.config.batchSizeMax) return this.rejectBody(body, 'batch-too-large');
     if (!bytesEqual(batchDigest(batch, this.sha256), body.digest))
       return this.rejectBody(body, 'digest-mismatch');
@@ -532,7 +572,7 @@ export class Replica {
 
   private onPrepare(prepare: Signed<PrepareBody>): void {
     const body = prepare.body;
-    if (!this.acceptOrdering(body)) return;
+    if (!this.acceptOrdering(body, { type: 'prepare', prepare })) return;
     if (body.replica === primaryOf(body.view, this.quorums.n))
       return this.rejectBody(body, 'prepare-from-primary');
     const entry = this.entry(body.seq);
@@ -581,7 +621,7 @@ export class Replica {
 
   private onCommit(commit: Signed<CommitBody>): void {
     const body = commit.body;
-    if (!this.acceptOrdering(body)) return;
+    if (!this.acceptOrdering(body, { type: 'commit', commit })) return;
     const entry = this.entry(body.seq);
     if (entry.commits.has(body.replica)) return this.answerRetransmission(entry, body.replica);
     entry.commits.set(body.replica, commit);
@@ -909,6 +949,10 @@ export class Replica {
       replica: this.id,
     });
     this.ownViewChange = viewChange;
+    this.recentOwnViewChanges.set(newView, viewChange);
+    if (this.recentOwnViewChanges.size > VIEW_CHANGES_PER_REPLICA_MAX) {
+      this.recentOwnViewChanges.delete(Math.min(...this.recentOwnViewChanges.keys()));
+    }
     this.out.persist.push({ type: 'view', view: newView, viewChangeInProgress: true });
     this.out.persist.push({ type: 'own-view-change', viewChange });
     this.out.events.push({ type: 'view-change-started', view: newView, reason });
@@ -934,8 +978,9 @@ export class Replica {
   private onViewChange(viewChange: Signed<ViewChangeBody>): void {
     const body = viewChange.body;
     if (body.newView <= this.view) {
-      this.sendNewViewTo(body.replica);
-      if (body.newView < this.view) this.sendOwnViewChangeTo(body.replica, body.newView);
+      if (!this.sendNewViewTo(body.replica, body.newView) && body.newView < this.view) {
+        this.sendOwnViewChangeTo(body.replica, body.newView);
+      }
       if (body.newView < this.view || this.status === 'normal') return;
     }
     const reason = checkViewChange(body, this.certificateContext);
@@ -961,15 +1006,18 @@ export class Replica {
   }
 
   /**
-   * A replica that speaks for an older view is behind: hand it the NEW-VIEW this view began with
-   * (self-certifying, so it can check and enter it). At most once per interval per replica.
+   * A replica that speaks for `view` is behind us: hand it the latest NEW-VIEW we entered, if that
+   * is for `view` or later (self-certifying, so it can check and enter it). At most once per
+   * interval per replica. Returns whether a NEW-VIEW was (or was recently) sent.
    */
-  private sendNewViewTo(replica: ReplicaId): void {
-    if (this.status !== 'normal' || this.currentNewView === null || replica === this.id) return;
+  private sendNewViewTo(replica: ReplicaId, view: number): boolean {
+    const newView = this.currentNewView;
+    if (newView === null || newView.body.view < view || replica === this.id) return false;
     const sentAt = this.newViewSentAtTick.get(replica);
-    if (sentAt !== undefined && this.ticks - sentAt < this.config.retransmitIntervalTicks) return;
+    if (sentAt !== undefined && this.ticks - sentAt < this.config.retransmitIntervalTicks) return true;
     this.newViewSentAtTick.set(replica, this.ticks);
-    this.sendTo(replica, { type: 'new-view', newView: this.currentNewView });
+    this.sendTo(replica, { type: 'new-view', newView });
+    return true;
   }
 
   /**
@@ -978,7 +1026,7 @@ export class Replica {
    * so the sender can complete its 2f+1 and follow. At most once per interval per replica.
    */
   private sendOwnViewChangeTo(replica: ReplicaId, view: number): void {
-    const own = this.viewChanges.get(this.id)?.get(view);
+    const own = this.recentOwnViewChanges.get(view);
     if (own === undefined || replica === this.id) return;
     const sentAt = this.viewChangeSentAtTick.get(replica);
     if (sentAt !== undefined && this.ticks - sentAt < this.config.retransmitIntervalTicks) return;
@@ -1112,6 +1160,7 @@ export class Replica {
     } else {
       for (const request of this.pending.values()) this.sendTo(this.primary, { type: 'request', request });
     }
+    this.replayEarly();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1183,7 +1232,10 @@ export class Replica {
     this.view = durable.view;
     this.status = durable.viewChangeInProgress ? 'view-change' : 'normal';
     this.ownViewChange = durable.ownViewChange;
-    if (this.ownViewChange !== null) this.storeViewChange(this.ownViewChange);
+    if (this.ownViewChange !== null) {
+      this.storeViewChange(this.ownViewChange);
+      this.recentOwnViewChanges.set(this.ownViewChange.body.newView, this.ownViewChange);
+    }
     for (const certificate of durable.prepared) {
       const { seq } = certificate.prePrepare.body;
       if (seq > this.stable.seq) this.prepared.set(seq, certificate);
