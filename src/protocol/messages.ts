@@ -165,11 +165,7 @@ function bodyToWire(body: Body): Fields {
       return {
         ...body,
         checkpointProof: body.checkpointProof.map(wireSigned),
-        prepared: body.prepared.map((certificate) => ({
-          prePrepare: wireSigned(certificate.prePrepare),
-          batch: certificate.batch.map(wireSigned),
-          prepares: certificate.prepares.map(wireSigned),
-        })),
+        prepared: body.prepared.map(preparedToWire),
       };
     case 'new-view':
       return {
@@ -444,4 +440,49 @@ export function signBody<B extends Body>(body: B, sign: (bytes: Uint8Array) => U
 /** The replica id that signed a replica message (the signature is checked against this id's key). */
 export function signerOf(body: ReplicaBody): ReplicaId {
   return body.replica;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records that are not messages but are persisted: prepared certificates and stable checkpoints.
+
+function preparedToWire(certificate: PreparedCertificate): Fields {
+  return {
+    prePrepare: wireSigned(certificate.prePrepare),
+    batch: certificate.batch.map(wireSigned),
+    prepares: certificate.prepares.map(wireSigned),
+  };
+}
+
+export function encodePreparedCertificate(certificate: PreparedCertificate): Uint8Array {
+  return encodeCanonical(preparedToWire(certificate));
+}
+
+export function decodePreparedCertificate(bytes: Uint8Array): PreparedCertificate {
+  return readPreparedCertificate(decodeCanonical(bytes), 'prepared');
+}
+
+export interface CheckpointRecord {
+  seq: number;
+  stateDigest: Uint8Array;
+  proof: Signed<CheckpointBody>[];
+  snapshot: Uint8Array;
+}
+
+export function encodeCheckpointRecord(checkpoint: CheckpointRecord): Uint8Array {
+  return encodeCanonical({
+    seq: checkpoint.seq,
+    stateDigest: checkpoint.stateDigest,
+    proof: checkpoint.proof.map(wireSigned),
+    snapshot: checkpoint.snapshot,
+  });
+}
+
+export function decodeCheckpointRecord(bytes: Uint8Array): CheckpointRecord {
+  const fields = readMap(decodeCanonical(bytes), 'checkpoint', ['seq', 'stateDigest', 'proof', 'snapshot']);
+  return {
+    seq: readUint(fields['seq'], 'checkpoint.seq'),
+    stateDigest: readDigest(fields['stateDigest'], 'checkpoint.stateDigest'),
+    proof: readCheckpointProof(fields['proof'], 'checkpoint.proof'),
+    snapshot: readBytes(fields['snapshot'], 'checkpoint.snapshot', undefined, SNAPSHOT_SIZE_MAX_BYTES),
+  };
 }

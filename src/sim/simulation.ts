@@ -21,7 +21,12 @@ import type { Signer } from '../crypto/types.ts';
 import type { Genesis } from '../ledger/genesis.ts';
 import { encodeOperation, genesisSupply, Ledger } from '../ledger/index.ts';
 import { type ProtocolConfig, primaryOf, quorums } from '../protocol/config.ts';
-import { applyPersistOps, type DurableState, emptyDurableState } from '../protocol/durable.ts';
+import {
+  applyPersistOps,
+  type DurableState,
+  emptyDurableState,
+  type PersistOp,
+} from '../protocol/durable.ts';
 import {
   decodeMessage,
   encodeMessage,
@@ -75,6 +80,8 @@ export interface SimulationOptions {
   crashes?: ReadonlyArray<{ replica: number; atMs: number; downMs: number }>;
   /** Real ed25519, or keyed-hash stand-ins for fast sweeps (default 'simulated'). */
   crypto?: SimulationCrypto;
+  /** Observe every replica's persist operations (storage conformance tests replay them). */
+  onPersist?: (replica: number, ops: readonly PersistOp[]) => void;
 }
 
 export interface SimulationResult {
@@ -156,8 +163,9 @@ export function runSimulation(options: SimulationOptions): SimulationResult {
 
 class Simulation {
   private readonly options: Required<
-    Omit<SimulationOptions, 'behaviours' | 'byzantineReplicas' | 'crashes'>
+    Omit<SimulationOptions, 'behaviours' | 'byzantineReplicas' | 'crashes' | 'onPersist'>
   > & {
+    onPersist?: (replica: number, ops: readonly PersistOp[]) => void;
     behaviours: readonly ByzantineBehaviour[];
     byzantineReplicas?: readonly number[];
     crashes: ReadonlyArray<{ replica: number; atMs: number; downMs: number }>;
@@ -498,6 +506,7 @@ class Simulation {
   private process(replica: SimReplica, ready: Ready | null): void {
     if (ready === null) return;
     applyPersistOps(replica.storage, ready.persist);
+    if (ready.persist.length > 0) this.options.onPersist?.(replica.id, ready.persist);
     for (const outbound of ready.send) {
       const targets =
         outbound.to === 'all'

@@ -1,0 +1,202 @@
+/**
+ * LevelDB storage (classic-level, which ships prebuilt binaries). One key per record, so a step
+ * writes only what changed; every step's operations go in one atomic batch written with
+ * `sync: true`, so they are on disk before the runtime sends the messages the step signed.
+ *
+ * Keys (sequence numbers and views zero-padded so that key order is numeric order):
+ *   meta/view               { view, viewChangeInProgress }
+ *   meta/own-view-change    the replica's latest VIEW-CHANGE
+ *   meta/new-view           the NEW-VIEW of the current view
+ *   checkpoint              the stable checkpoint with its proof and snapshot
+ *   prepared/<seq>          highest-view prepared certificate per sequence number
+ *   log/<seq>/<view>/<type>/<replica>   PRE-PREPAREs (with batch), PREPAREs, COMMITs
+ */
+import { ClassicLevel } from 'classic-level';
+import { decodeCanonical, encodeCanonical } from '../codec/cbor.ts';
+import { readBoolean, readMap, readUint } from '../codec/schema.ts';
+import {
+  type DurableState,
+  emptyDurableState,
+  type LogMessage,
+  logMessageSeq,
+  logMessageView,
+  type PersistOp,
+} from '../protocol/durable.ts';
+import {
+  decodeCheckpointRecord,
+  decodeMessage,
+  decodePreparedCertificate,
+  encodeCheckpointRecord,
+  encodeMessage,
+  encodePreparedCertificate,
+} from '../protocol/messages.ts';
+import type { ReplicaStorage } from './storage.ts';
+
+const NUMBER_KEY_DIGITS = 16;
+const KEY_VIEW = 'meta/view';
+const KEY_OWN_VIEW_CHANGE = 'meta/own-view-change';
+const KEY_NEW_VIEW = 'meta/new-view';
+const KEY_CHECKPOINT = 'checkpoint';
+const PREFIX_PREPARED = 'prepared/';
+const PREFIX_LOG = 'log/';
+/** Upper bound for range scans over a prefix: '0' < ... < '9' < '~' in ASCII. */
+const PREFIX_END = '~';
+
+type Mutation = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string };
+
+function padded(value: number): string {
+  return value.toString().padStart(NUMBER_KEY_DIGITS, '0');
+}
+
+function logKey(message: LogMessage): string {
+  const replica =
+    message.type === 'pre-prepare'
+      ? message.prePrepare.body.replica
+      : message.type === 'prepare'
+        ? message.prepare.body.replica
+        : message.commit.body.replica;
+  return `${PREFIX_LOG}${padded(logMessageSeq(message))}/${padded(logMessageView(message))}/${message.type}/${replica}`;
+}
+
+function viewOfLogKey(key: string): number {
+  return Number(key.split('/')[2]);
+}
+
+export class StorageError extends Error {
+  override name = 'StorageError';
+}
+
+export class LevelStorage implements ReplicaStorage {
+  private readonly db: ClassicLevel<string, Uint8Array>;
+
+  private constructor(db: ClassicLevel<string, Uint8Array>) {
+    this.db = db;
+  }
+
+  /** Open (creating if needed) the database in `directory`. */
+  static async open(directory: string): Promise<LevelStorage> {
+    const db = new ClassicLevel<string, Uint8Array>(directory, {
+      keyEncoding: 'utf8',
+      valueEncoding: 'view',
+    });
+    try {
+      await db.open();
+    } catch (error) {
+      const cause = (error as { cause?: Error }).cause?.message ?? (error as Error).message;
+      throw new StorageError(`cannot open the database in ${directory}: ${cause}`);
+    }
+    return new LevelStorage(db);
+  }
+
+  async load(): Promise<DurableState> {
+    const state = emptyDurableState();
+    const [view, ownViewChange, newView, checkpoint] = await this.db.getMany([
+      KEY_VIEW,
+      KEY_OWN_VIEW_CHANGE,
+      KEY_NEW_VIEW,
+      KEY_CHECKPOINT,
+    ]);
+    if (view !== undefined) {
+      const fields = readMap(decodeCanonical(view), KEY_VIEW, ['view', 'viewChangeInProgress']);
+      state.view = readUint(fields['view'], 'view');
+      state.viewChangeInProgress = readBoolean(fields['viewChangeInProgress'], 'viewChangeInProgress');
+    }
+    if (ownViewChange !== undefined) {
+      const message = decodeMessage(ownViewChange);
+      if (message.type !== 'view-change')
+        throw new StorageError(`${KEY_OWN_VIEW_CHANGE} holds a ${message.type}`);
+      state.ownViewChange = message.viewChange;
+    }
+    if (newView !== undefined) {
+      const message = decodeMessage(newView);
+      if (message.type !== 'new-view') throw new StorageError(`${KEY_NEW_VIEW} holds a ${message.type}`);
+      state.newView = message.newView;
+    }
+    if (checkpoint !== undefined) state.stableCheckpoint = decodeCheckpointRecord(checkpoint);
+    for await (const value of this.db.values({ gte: PREFIX_PREPARED, lt: PREFIX_PREPARED + PREFIX_END })) {
+      state.prepared.push(decodePreparedCertificate(value));
+    }
+    for await (const value of this.db.values({ gte: PREFIX_LOG, lt: PREFIX_LOG + PREFIX_END })) {
+      const message = decodeMessage(value);
+      if (message.type !== 'pre-prepare' && message.type !== 'prepare' && message.type !== 'commit') {
+        throw new StorageError(`the log holds a ${message.type}`);
+      }
+      state.log.push(message);
+    }
+    return state;
+  }
+
+  async apply(ops: readonly PersistOp[]): Promise<void> {
+    if (ops.length === 0) return;
+    const mutations: Mutation[] = [];
+    /** Keys written earlier in this same batch, so pruning sees them as well as what is on disk. */
+    const logKeysInBatch: string[] = [];
+    const preparedKeysInBatch: string[] = [];
+    for (const op of ops) {
+      switch (op.type) {
+        case 'view':
+          mutations.push({
+            type: 'put',
+            key: KEY_VIEW,
+            value: encodeCanonical({ view: op.view, viewChangeInProgress: op.viewChangeInProgress }),
+          });
+          for (const key of [
+            ...(await this.keysBetween(PREFIX_LOG, PREFIX_LOG + PREFIX_END)),
+            ...logKeysInBatch,
+          ]) {
+            if (viewOfLogKey(key) < op.view) mutations.push({ type: 'del', key });
+          }
+          break;
+        case 'log': {
+          const key = logKey(op.message);
+          logKeysInBatch.push(key);
+          mutations.push({ type: 'put', key, value: encodeMessage(op.message) });
+          break;
+        }
+        case 'prepared': {
+          const key = PREFIX_PREPARED + padded(op.certificate.prePrepare.body.seq);
+          preparedKeysInBatch.push(key);
+          mutations.push({ type: 'put', key, value: encodePreparedCertificate(op.certificate) });
+          break;
+        }
+        case 'own-view-change':
+          mutations.push({
+            type: 'put',
+            key: KEY_OWN_VIEW_CHANGE,
+            value: encodeMessage({ type: 'view-change', viewChange: op.viewChange }),
+          });
+          break;
+        case 'new-view':
+          mutations.push({
+            type: 'put',
+            key: KEY_NEW_VIEW,
+            value: encodeMessage({ type: 'new-view', newView: op.newView }),
+          });
+          break;
+        case 'stable-checkpoint': {
+          mutations.push({ type: 'put', key: KEY_CHECKPOINT, value: encodeCheckpointRecord(op.checkpoint) });
+          const above = padded(op.checkpoint.seq + 1);
+          const stale = [
+            ...(await this.keysBetween(PREFIX_LOG, PREFIX_LOG + above)),
+            ...logKeysInBatch.filter((key) => key < PREFIX_LOG + above),
+            ...(await this.keysBetween(PREFIX_PREPARED, PREFIX_PREPARED + above)),
+            ...preparedKeysInBatch.filter((key) => key < PREFIX_PREPARED + above),
+          ];
+          for (const key of stale) mutations.push({ type: 'del', key });
+          break;
+        }
+      }
+    }
+    await this.db.batch(mutations, { sync: true });
+  }
+
+  private async keysBetween(gte: string, lt: string): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const key of this.db.keys({ gte, lt })) keys.push(key);
+    return keys;
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}
