@@ -27,6 +27,8 @@ export const KEY_TYPE = 'ed25519';
 export const KEY_FILE_SIZE_MAX_BYTES = 4096;
 const KEY_FILE_MODE = 0o600;
 const KEY_FILE_FIELDS = ['type', 'publicKey', 'privateKey'] as const;
+/** Optional in key files: the account address, which must equal the public key. */
+const KEY_FILE_ADDRESS_FIELD = 'address';
 type KeyFileField = (typeof KEY_FILE_FIELDS)[number];
 const KEY_HEX_PATTERN = /^[0-9a-f]{64}$/;
 const TEMPORARY_SUFFIX_RANDOM_BYTES = 6;
@@ -89,6 +91,14 @@ export class KeyPair {
     return createSigner(this.#seed, backend);
   }
 
+  /**
+   * A copy of the 32-byte seed, for the one place that needs the raw key: deriving the replica's
+   * libp2p identity (so its peer id is its consensus key). Never log or print it.
+   */
+  exportSeed(): Uint8Array {
+    return Uint8Array.from(this.#seed);
+  }
+
   toJSON(): { type: typeof KEY_TYPE; publicKey: string } {
     return { type: KEY_TYPE, publicKey: this.publicKeyHex };
   }
@@ -117,10 +127,15 @@ export class KeyFileError extends Error {
   }
 }
 
-export function formatKeyFile(seed: Uint8Array): string {
+/**
+ * `withAddress` adds an "address" field (the public key, i.e. the ledger account) for account
+ * files handed to people, who look for an address rather than a key.
+ */
+export function formatKeyFile(seed: Uint8Array, options: { withAddress?: boolean } = {}): string {
   const keyPair = new KeyPair(seed);
-  const document: Record<KeyFileField, string> = {
+  const document: Record<string, string> = {
     type: KEY_TYPE,
+    ...(options.withAddress === true ? { address: keyPair.publicKeyHex } : {}),
     publicKey: keyPair.publicKeyHex,
     privateKey: toHex(seed),
   };
@@ -145,7 +160,7 @@ export function parseKeyFile(text: string, fileName: string): KeyPair {
     throw new KeyFileError(fileName, undefined, 'must be a JSON object');
   }
   for (const field of Object.keys(document)) {
-    if (!(KEY_FILE_FIELDS as readonly string[]).includes(field)) {
+    if (!(KEY_FILE_FIELDS as readonly string[]).includes(field) && field !== KEY_FILE_ADDRESS_FIELD) {
       throw new KeyFileError(fileName, field, `is not allowed (expected only ${quotedFieldList()})`);
     }
   }
@@ -160,6 +175,10 @@ export function parseKeyFile(text: string, fileName: string): KeyPair {
   seed.fill(0);
   if (!bytesEqual(keyPair.publicKey, publicKey)) {
     throw new KeyFileError(fileName, 'publicKey', 'does not match the key derived from "privateKey"');
+  }
+  const address = (document as Record<string, unknown>)[KEY_FILE_ADDRESS_FIELD];
+  if (address !== undefined && address !== keyPair.publicKeyHex) {
+    throw new KeyFileError(fileName, KEY_FILE_ADDRESS_FIELD, 'must equal "publicKey" (the account address)');
   }
   return keyPair;
 }
@@ -222,12 +241,14 @@ function readBoundedText(path: string): string {
 export interface WriteKeyFileOptions {
   /** Replace an existing file. Without it an existing key is never overwritten. */
   force?: boolean;
+  /** Also write the "address" field (account files). */
+  withAddress?: boolean;
 }
 
 /** Writes the key file with mode 0600 and returns the key pair it holds. */
 export function writeKeyFile(path: string, seed: Uint8Array, options: WriteKeyFileOptions = {}): KeyPair {
   const keyPair = new KeyPair(seed);
-  const text = formatKeyFile(seed);
+  const text = formatKeyFile(seed, { withAddress: options.withAddress === true });
   if (options.force === true) {
     // Write a fresh 0600 file and rename it over the old one: the old key stays intact until the new
     // one is complete, and the new file never inherits looser permissions from the old.

@@ -12,14 +12,14 @@
  * by address (byte order, which equals the order of the hex keys), with no duplicates.
  */
 import { compareBytes, fromHex, toHex } from '../util/bytes.ts';
-import { ACCOUNT_COUNT_MAX, ADDRESS_LENGTH_BYTES, SUPPLY_MAX } from './limits.ts';
 import {
   JsonNumber,
   type JsonObject,
   type JsonValue,
   parseStrictJson,
   StrictJsonError,
-} from './strict-json.ts';
+} from '../util/strict-json.ts';
+import { ACCOUNT_COUNT_MAX, ADDRESS_LENGTH_BYTES, SUPPLY_MAX } from './limits.ts';
 
 export type GenesisAccount = { address: Uint8Array; balance: number };
 export type Genesis = { accounts: GenesisAccount[] };

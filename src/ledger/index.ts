@@ -15,7 +15,6 @@ export {
   type AccountState,
   Ledger,
   SNAPSHOT_FORMAT_VERSION,
-  type StateMachine,
 } from './ledger.ts';
 export {
   ACCOUNT_COUNT_MAX,

@@ -48,14 +48,6 @@ import {
  */
 export const SNAPSHOT_FORMAT_VERSION = 1;
 
-/** The state machine the protocol core drives. */
-export interface StateMachine {
-  execute(client: Uint8Array, t: number, operation: Uint8Array): Uint8Array;
-  query(operation: Uint8Array): Uint8Array;
-  snapshot(): Uint8Array;
-  restore(snapshot: Uint8Array): void;
-}
-
 export type AccountState = { balance: number; lastRequest: number };
 export type AccountEntry = { address: Uint8Array; balance: number; lastRequest: number };
 
@@ -77,7 +69,8 @@ const MALFORMED_OPERATION_DESCRIPTIONS: Record<CodecErrorCode, string> = {
 };
 
 /** `new Ledger()` is empty (no accounts, zero supply); build one with fromGenesis or fromSnapshot. */
-export class Ledger implements StateMachine {
+/** Implements the protocol's StateMachine interface (structurally: the ledger imports no protocol code). */
+export class Ledger {
   /**
    * Keyed by lowercase hex of the address. Entries keep the address bytes too, so snapshots need no
    * hex decoding; they are owned and mutated only by this class and never handed out.
@@ -108,6 +101,11 @@ export class Ledger implements StateMachine {
     const result = this.#apply(senderKey, sender, operation);
     if (sender !== undefined) sender.lastRequest = t;
     return encodeResult(result);
+  }
+
+  /** Only account holders get a reply-cache record: anyone else's requests change nothing. */
+  admitsClient(client: Uint8Array): boolean {
+    return this.#accounts.has(toHex(client));
   }
 
   /** Answer a read-only operation from the current state; never changes anything. */

@@ -45,6 +45,7 @@ import {
   type ReplyBody,
   type RequestBody,
   type Signed,
+  SNAPSHOT_SIZE_MAX_BYTES,
   type StateBody,
   signBody,
   type ViewChangeBody,
@@ -674,7 +675,7 @@ export class Replica {
       if (previous === undefined || body.t > previous.t) {
         result = this.stateMachine.execute(body.client, body.t, body.op);
         const record: ClientRecord = { t: body.t, seq, result };
-        this.clients.set(clientHex, record);
+        if (this.stateMachine.admitsClient(body.client)) this.clients.set(clientHex, record);
         this.sendReply(body.client, record);
       }
       requests.push({ request, result });
@@ -699,7 +700,10 @@ export class Replica {
   }
 
   private restoreSnapshot(snapshot: Uint8Array): void {
-    const fields = readMap(decodeCanonical(snapshot), 'snapshot', ['app', 'clients']);
+    const fields = readMap(decodeCanonical(snapshot, SNAPSHOT_SIZE_MAX_BYTES), 'snapshot', [
+      'app',
+      'clients',
+    ]);
     const app = readBytes(fields['app'], 'snapshot.app');
     const records = readArray(
       fields['clients'],
@@ -722,6 +726,12 @@ export class Replica {
 
   private takeCheckpoint(seq: number): void {
     const snapshot = this.takeSnapshot();
+    // The state must fit one STATE frame, or lagging replicas could never fetch it (the ledger's
+    // account cap keeps it there).
+    invariant(
+      snapshot.length <= SNAPSHOT_SIZE_MAX_BYTES,
+      `state of ${snapshot.length} bytes exceeds one STATE frame`,
+    );
     const stateDigest = this.sha256(snapshot);
     const message = this.signed<CheckpointBody>({ type: 'checkpoint', seq, stateDigest, replica: this.id });
     this.ownCheckpoints.set(seq, { message, snapshot });

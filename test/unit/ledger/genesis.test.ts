@@ -11,13 +11,13 @@ import {
   SUPPLY_MAX,
   validateGenesis,
 } from '../../../src/ledger/index.ts';
+import { toHex } from '../../../src/util/bytes.ts';
 import {
   JSON_NESTING_DEPTH_MAX,
   JsonNumber,
   parseStrictJson,
   StrictJsonError,
-} from '../../../src/ledger/strict-json.ts';
-import { toHex } from '../../../src/util/bytes.ts';
+} from '../../../src/util/strict-json.ts';
 import { addressOf } from './helpers.ts';
 
 const SEED = 4_242;

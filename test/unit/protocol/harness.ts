@@ -441,4 +441,19 @@ export class Cluster {
   }
 }
 
+/** A request sent to every replica; PRE-PREPARE and PREPAREs delivered; every COMMIT lost. */
+export function preparedButNotCommitted(cluster: Cluster): Signed<RequestBody> {
+  const request = cluster.request(0, { amount: 10 });
+  cluster.submit(request, 'all');
+  cluster.deliverAll({ drop: isType('commit') });
+  for (const replica of cluster.replicas) {
+    if (replica.lastExecutedSeq !== 0) throw new Error('setup: nothing may execute yet');
+  }
+  return request;
+}
+
+/** COMMITs of view 0 are lost. */
+export const dropViewZeroCommits: EnvelopeFilter = (e) =>
+  e.message.type === 'commit' && viewOf(e.message) === 0;
+
 export { batchDigest, sha256 };

@@ -1,0 +1,48 @@
+/** Clients (Castro & Liskov §4.1): requests reach the primary, replies come from the reply cache. */
+import { describe, expect, it } from 'vitest';
+import { Cluster, dropViewZeroCommits, preparedButNotCommitted, rejections } from './harness.ts';
+
+describe('clients', () => {
+  it('a backup forwards a request to the primary', () => {
+    const cluster = new Cluster().start();
+    const request = cluster.request(0);
+    for (const backup of [1, 2, 3]) {
+      const [ready] = cluster.submit(request, backup);
+      expect(ready!.send).toEqual([{ to: 0, message: { type: 'request', request } }]);
+    }
+    // The primary proposes it once, however many backups forwarded it.
+    cluster.deliverAll();
+    for (let id = 0; id < cluster.n; id++) expect(cluster.executedSeqs(id)).toEqual([1]);
+    expect(cluster.sent.filter((e) => e.message.type === 'pre-prepare')).toHaveLength(cluster.n - 1);
+  });
+
+  it('a replica holds at most pendingRequestsMax pending requests', () => {
+    const cluster = new Cluster({ clients: 4, config: { pendingRequestsMax: 2 } }).start();
+    cluster.submit(cluster.request(0), 1);
+    cluster.submit(cluster.request(1), 1);
+    const [full] = cluster.submit(cluster.request(2), 1);
+    expect(rejections(full!)).toEqual(['request:pending-requests-full']);
+    expect(full!.send).toEqual([]);
+    expect(cluster.replica(1).pendingRequestCount).toBe(2);
+    // A newer request from a client already pending replaces its old one.
+    const [newer] = cluster.submit(cluster.request(0), 1);
+    expect(rejections(newer!)).toEqual([]);
+    expect(cluster.replica(1).pendingRequestCount).toBe(2);
+  });
+
+  it('after a view change a backup forwards requests to the new primary', () => {
+    const cluster = new Cluster().start();
+    preparedButNotCommitted(cluster);
+    cluster.tickAll(cluster.config.viewChangeTimeoutTicks);
+    cluster.deliverAll({ drop: dropViewZeroCommits });
+    expect(cluster.replica(2).primary).toBe(1);
+    const request = cluster.request(2);
+    const [ready] = cluster.submit(request, 2);
+    expect(ready!.send).toEqual([{ to: 1, message: { type: 'request', request } }]);
+    // The old primary is a backup now and forwards too.
+    const [fromOld] = cluster.submit(request, 0);
+    expect(fromOld!.send).toEqual([{ to: 1, message: { type: 'request', request } }]);
+    cluster.deliverAll();
+    for (let id = 0; id < cluster.n; id++) expect(cluster.repliesFor(id, request)).toHaveLength(1);
+  });
+});

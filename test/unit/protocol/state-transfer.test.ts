@@ -1,0 +1,211 @@
+/** State transfer (Castro & Liskov §4.3; Castro's thesis §5.3.2). */
+import { describe, expect, it } from 'vitest';
+import { encodeCanonical } from '../../../src/codec/cbor.ts';
+import { Ledger } from '../../../src/ledger/index.ts';
+import type { Message, StateBody } from '../../../src/protocol/messages.ts';
+import { Cluster, isType, rejections, sentOfType, sha256 } from './harness.ts';
+
+type StateMessage = Extract<Message, { type: 'state' }>;
+
+/** A cluster where replica 3 missed seqs 1..K while the others made checkpoint K stable. */
+function laggingReplica(): Cluster {
+  const cluster = new Cluster().start();
+  const K = cluster.config.checkpointInterval;
+  for (let i = 0; i < K; i++) {
+    cluster.submit(cluster.request(i % 3));
+    cluster.deliverAll({ drop: (e) => e.to === 3 });
+  }
+  for (const id of [0, 1, 2]) expect(cluster.replica(id).stableCheckpointSeq).toBe(K);
+  expect(cluster.replica(3).lastExecutedSeq).toBe(0);
+  return cluster;
+}
+
+describe('state transfer', () => {
+  it('a replica behind a stable checkpoint fetches the state and accepts it only if its digest matches 2f+1 signed CHECKPOINTs', () => {
+    const cluster = laggingReplica();
+    const K = cluster.config.checkpointInterval;
+    const lagging = cluster.replica(3);
+    const proof = cluster.storage[0]!.stableCheckpoint!.proof;
+    const trueDigest = proof[0]!.body.stateDigest;
+
+    // It learns of the stable checkpoint from the 2f+1 CHECKPOINTs and asks for the state.
+    let fetchSent = false;
+    for (const checkpoint of proof) {
+      const ready = cluster.step(3, { type: 'checkpoint', checkpoint });
+      fetchSent ||= sentOfType(ready, 'fetch-state').length > 0;
+    }
+    expect(fetchSent).toBe(true);
+    expect(lagging.awaitingStateTransfer).toBe(true);
+    expect(lagging.lowWatermark).toBe(K);
+    expect(lagging.lastExecutedSeq).toBe(0);
+    expect(cluster.events[3]).toContainEqual({ type: 'state-transfer-requested', seq: K });
+
+    // Up-to-date replicas answer FETCH-STATE with STATE.
+    cluster.deliverWhere(isType('fetch-state'));
+    const answers = cluster.peek((e) => e.to === 3 && e.message.type === 'state');
+    expect(answers.map((e) => e.from).sort()).toEqual([0, 1, 2]);
+    const genuine = answers[0]!.message as StateMessage;
+    const server = answers[0]!.from;
+
+    // A STATE whose snapshot was replaced (the server gives client 0 a fortune) is rejected.
+    const richLedger = Ledger.fromGenesis({
+      accounts: cluster.clients.map((client, index) => ({
+        address: client.publicKey,
+        balance: index === 0 ? 1_000_000 : 1_000,
+      })),
+    });
+    const forgedSnapshot = encodeCanonical({ app: richLedger.snapshot(), clients: [] });
+    const forgeries: Array<{ body: StateBody; reason: string }> = [
+      {
+        body: { ...genuine.state.body, snapshot: forgedSnapshot },
+        reason: 'state:snapshot-digest-mismatch',
+      },
+      // f+1 CHECKPOINTs signed for the forged state are not a certificate.
+      {
+        body: {
+          ...genuine.state.body,
+          snapshot: forgedSnapshot,
+          checkpointProof: [0, 1].map((id) => cluster.checkpoint(id, K, sha256(forgedSnapshot)).checkpoint),
+        },
+        reason: 'state:checkpoint-proof-too-small',
+      },
+      // 2f+1 CHECKPOINTs that do not all certify the same digest are not a certificate.
+      {
+        body: {
+          ...genuine.state.body,
+          snapshot: forgedSnapshot,
+          checkpointProof: [
+            ...[0, 1].map((id) => cluster.checkpoint(id, K, sha256(forgedSnapshot)).checkpoint),
+            proof[2]!,
+          ],
+        },
+        reason: 'state:checkpoint-proof-mismatch',
+      },
+      // The same signer counted twice is not 2f+1 replicas.
+      {
+        body: {
+          ...genuine.state.body,
+          snapshot: forgedSnapshot,
+          checkpointProof: [0, 1, 1].map(
+            (id) => cluster.checkpoint(id, K, sha256(forgedSnapshot)).checkpoint,
+          ),
+        },
+        reason: 'state:checkpoint-proof-duplicate-signer',
+      },
+    ];
+    for (const { body, reason } of forgeries) {
+      const ready = cluster.step(3, { type: 'state', state: cluster.signAs(server, body) });
+      expect(rejections(ready)).toEqual([reason]);
+      expect(ready.persist).toEqual([]);
+      expect(lagging.lastExecutedSeq).toBe(0);
+      expect(lagging.awaitingStateTransfer).toBe(true);
+      expect(cluster.ledgers[3]!.balanceOf(cluster.clients[0]!.publicKey)).toBe(1_000);
+    }
+
+    // The genuine STATE is accepted: lastExecutedSeq jumps to the checkpoint.
+    const ready = cluster.step(3, genuine);
+    expect(rejections(ready)).toEqual([]);
+    expect(ready.events).toContainEqual({ type: 'state-transferred', seq: K });
+    expect(lagging.lastExecutedSeq).toBe(K);
+    expect(lagging.awaitingStateTransfer).toBe(false);
+    expect(lagging.stableStateDigest).toEqual(trueDigest);
+    expect(cluster.ledgers[3]!.snapshot()).toEqual(cluster.ledgers[0]!.snapshot());
+    expect(cluster.storage[3]!.stableCheckpoint?.seq).toBe(K);
+
+    // It takes part in ordering again: the next request executes everywhere at K + 1.
+    cluster.deliverAll();
+    const next = cluster.run(0);
+    for (let id = 0; id < cluster.n; id++) {
+      expect(cluster.replica(id).lastExecutedSeq).toBe(K + 1);
+      expect(cluster.repliesFor(id, next)).toHaveLength(1);
+      expect(cluster.ledgers[id]!.snapshot()).toEqual(cluster.ledgers[0]!.snapshot());
+    }
+  });
+
+  it('the exactly-once reply cache travels with the state', () => {
+    const cluster = laggingReplica();
+    const proof = cluster.storage[0]!.stableCheckpoint!.proof;
+    for (const checkpoint of proof) cluster.step(3, { type: 'checkpoint', checkpoint });
+    cluster.deliverAll();
+    expect(cluster.replica(3).lastExecutedSeq).toBe(cluster.config.checkpointInterval);
+    // Client 0's last executed request (t = 2 at seq 4) is answered from the transferred cache.
+    const last = cluster.request(0, { t: 2 });
+    const [ready] = cluster.submit(last, 3);
+    expect(ready!.executed).toEqual([]);
+    expect(ready!.replies.map((r) => r.reply.t)).toEqual([2]);
+    expect(ready!.replies[0]!.reply.result).toEqual(
+      cluster.replies[0]!.find((r) => r.reply.t === 2 && r.reply.seq === 4)!.reply.result,
+    );
+  });
+
+  it('a replica whose log still covers a stable checkpoint keeps executing instead of fetching state', () => {
+    const cluster = new Cluster().start();
+    const K = cluster.config.checkpointInterval;
+    // Replica 3 gets every PRE-PREPARE and PREPARE for 1..K; the COMMITs to it are delayed.
+    for (let i = 0; i < K; i++) {
+      cluster.submit(cluster.request(i % 3));
+      cluster.deliverAll({ hold: (e) => e.to === 3 && e.message.type === 'commit' });
+    }
+    expect(cluster.replica(3).lastExecutedSeq).toBe(0);
+    // The CHECKPOINTs of the others certify K, but it does not jump: it can still get there.
+    expect(cluster.delivered.filter((e) => e.to === 3 && e.message.type === 'checkpoint')).toHaveLength(3);
+    expect(cluster.events[3]!.map((event) => event.type)).not.toContain('state-transfer-requested');
+    expect(cluster.replica(3).awaitingStateTransfer).toBe(false);
+    expect(cluster.replica(3).stableCheckpointSeq).toBe(0);
+
+    // The delayed COMMITs arrive: it executes 1..K itself and the checkpoint becomes stable.
+    cluster.deliverAll();
+    expect(cluster.executedSeqs(3)).toEqual([1, 2, 3, 4]);
+    expect(cluster.replica(3).stableCheckpointSeq).toBe(K);
+    expect(cluster.events[3]!.map((event) => event.type)).not.toContain('state-transfer-requested');
+  });
+
+  it('a replica whose execution stalls below a stable checkpoint fetches the state after a while', () => {
+    const cluster = new Cluster().start();
+    const K = cluster.config.checkpointInterval;
+    const R = cluster.config.retransmitIntervalTicks;
+    for (let i = 0; i < K; i++) {
+      cluster.submit(cluster.request(i % 3));
+      cluster.deliverAll({ drop: (e) => e.to === 3 && e.message.type === 'commit' });
+    }
+    // Once the others' checkpoint is stable their log is gone: its retransmissions go unanswered.
+    let ticks = 0;
+    while (ticks < 10 * R) {
+      cluster.tick(3);
+      ticks++;
+      if (cluster.replica(3).awaitingStateTransfer) break;
+      cluster.deliverAll();
+    }
+    expect(ticks).toBe(2 * R);
+    expect(cluster.events[3]).toContainEqual({ type: 'state-transfer-requested', seq: K });
+    cluster.deliverAll();
+    expect(cluster.replica(3).lastExecutedSeq).toBe(K);
+    expect(cluster.ledgers[3]!.snapshot()).toEqual(cluster.ledgers[0]!.snapshot());
+  });
+
+  it('a pending request that completes through state transfer does not trigger a view change', () => {
+    const cluster = new Cluster().start();
+    const K = cluster.config.checkpointInterval;
+    // Replica 3 is cut off, except that the client also sent it its last request.
+    for (let i = 0; i < K; i++) {
+      const request = cluster.request(i % 3);
+      cluster.submit(request, i === K - 1 ? [0, 3] : 0);
+      cluster.deliverAll({ drop: (e) => e.to === 3 || e.from === 3 });
+    }
+    expect(cluster.replica(3).pendingRequestCount).toBe(1);
+    for (const checkpoint of cluster.storage[0]!.stableCheckpoint!.proof) {
+      cluster.step(3, { type: 'checkpoint', checkpoint });
+    }
+    cluster.deliverAll();
+    expect(cluster.replica(3).lastExecutedSeq).toBe(K);
+    expect(cluster.replica(3).pendingRequestCount).toBe(0);
+    // Its view-change timer, started for that request, expires with nothing pending.
+    for (let i = 0; i < 2 * cluster.config.viewChangeTimeoutMaxTicks; i++) {
+      cluster.tick(3);
+      cluster.deliverAll();
+    }
+    expect(cluster.replica(3).currentView).toBe(0);
+    expect(cluster.replica(3).currentStatus).toBe('normal');
+    expect(cluster.sent.filter((e) => e.message.type === 'view-change')).toEqual([]);
+  });
+});
