@@ -103,11 +103,6 @@ export class Ledger {
     return encodeResult(result);
   }
 
-  /** Only account holders get a reply-cache record: anyone else's requests change nothing. */
-  admitsClient(client: Uint8Array): boolean {
-    return this.#accounts.has(toHex(client));
-  }
-
   /** Answer a read-only operation from the current state; never changes anything. */
   query(operation: Uint8Array): Uint8Array {
     const decoded = decodeOrReject(operation);

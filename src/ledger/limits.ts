@@ -43,8 +43,8 @@ export const SNAPSHOT_OVERHEAD_MAX_BYTES = 64;
 /**
  * Most accounts the ledger will hold. Without a cap anyone could create accounts one unit at a time
  * until the snapshot no longer fits a frame, and lagging replicas could never catch up. A transfer
- * that would create an account beyond this is rejected with 'account-limit'. The replicated state
- * also holds a reply-cache record per account (about 200 bytes), so 25,000 accounts keep the whole
- * state within one STATE frame; a larger ledger needs chunked state transfer.
+ * that would create an account beyond this is rejected with 'account-limit'. Together with the
+ * protocol's bounded reply cache (clientTableMax) this keeps the whole replicated state within one
+ * STATE frame; a larger ledger needs chunked state transfer.
  */
 export const ACCOUNT_COUNT_MAX = 25_000;

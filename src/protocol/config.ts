@@ -20,6 +20,11 @@ export interface ProtocolConfig {
   retransmitIntervalTicks: number;
   /** Most requests a replica holds pending (received, not yet executed). */
   pendingRequestsMax: number;
+  /**
+   * Most clients in the replicated reply cache. It never shrinks (that is what makes exactly-once
+   * hold forever), so it is bounded to keep the whole state within one STATE frame.
+   */
+  clientTableMax: number;
 }
 
 export const DEFAULT_PROTOCOL_CONFIG: Omit<ProtocolConfig, 'replicaCount'> = {
@@ -31,6 +36,7 @@ export const DEFAULT_PROTOCOL_CONFIG: Omit<ProtocolConfig, 'replicaCount'> = {
   viewChangeTimeoutMaxTicks: 320,
   retransmitIntervalTicks: 10,
   pendingRequestsMax: 10_000,
+  clientTableMax: 20_000,
 };
 
 export class ConfigError extends Error {
@@ -51,6 +57,7 @@ export function validateProtocolConfig(config: ProtocolConfig): void {
     'viewChangeTimeoutMaxTicks',
     'retransmitIntervalTicks',
     'pendingRequestsMax',
+    'clientTableMax',
   ];
   for (const key of positive) {
     const value = config[key];

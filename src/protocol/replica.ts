@@ -104,6 +104,7 @@ export type ReplicaEvent =
   | { type: 'checkpoint-stable'; seq: number; stateDigest: Uint8Array }
   | { type: 'state-transfer-requested'; seq: number }
   | { type: 'state-transferred'; seq: number }
+  | { type: 'request-refused'; client: Uint8Array; t: number; reason: 'client-table-full' }
   | { type: 'message-rejected'; messageType: Message['type']; reason: string };
 
 /** What one step asks of the runtime, in the order it must be done. */
@@ -672,10 +673,20 @@ export class Replica {
       const previous = this.clients.get(clientHex);
       let result: Uint8Array | null = null;
       // Exactly once: a request whose t is not above the client's last executed t is skipped.
-      if (previous === undefined || body.t > previous.t) {
+      // Every client that executes is remembered; once the table is full a new client is refused
+      // without executing. The table never shrinks, so a refusal is permanent: a refused request
+      // can never execute later by replay.
+      if (previous === undefined && this.clients.size >= this.config.clientTableMax) {
+        this.out.events.push({
+          type: 'request-refused',
+          client: body.client,
+          t: body.t,
+          reason: 'client-table-full',
+        });
+      } else if (previous === undefined || body.t > previous.t) {
         result = this.stateMachine.execute(body.client, body.t, body.op);
         const record: ClientRecord = { t: body.t, seq, result };
-        if (this.stateMachine.admitsClient(body.client)) this.clients.set(clientHex, record);
+        this.clients.set(clientHex, record);
         this.sendReply(body.client, record);
       }
       requests.push({ request, result });

@@ -11,10 +11,4 @@ export interface StateMachine {
   snapshot(): Uint8Array;
   /** Replace the state with a snapshot taken by `snapshot()` (on any replica). */
   restore(snapshot: Uint8Array): void;
-  /**
-   * Whether the replicated reply cache keeps a record for this client. An application admits only
-   * clients it holds state for (the ledger: account holders), which bounds the cache; a request from
-   * any other client must leave the state unchanged, so executing it again is harmless.
-   */
-  admitsClient(client: Uint8Array): boolean;
 }

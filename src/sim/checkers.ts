@@ -2,7 +2,6 @@
  * Invariant checkers run on every simulated seed. They watch what correct replicas execute and what
  * clients accept, and record a violation the moment an invariant breaks.
  */
-import { decodeResult } from '../ledger/index.ts';
 import type { ExecutedBatch } from '../protocol/replica.ts';
 import { bytesEqual, toHex } from '../util/bytes.ts';
 
@@ -24,11 +23,6 @@ export interface Violation {
 
 /** Violations kept per seed: the first few are what matters, and a broken run must stay small. */
 const VIOLATIONS_MAX = 20;
-
-function isUnknownSenderRejection(result: Uint8Array): boolean {
-  const decoded = decodeResult(result);
-  return decoded.status === 'rejected' && decoded.reason === 'unknown-sender';
-}
 
 export class InvariantCheckers {
   readonly violations: Violation[] = [];
@@ -89,11 +83,8 @@ export class InvariantCheckers {
       }
       if (result === null) continue;
       keys.push(key);
-      // A client without an account is not remembered (its requests change nothing), so a
-      // retransmission of its request may execute again, harmlessly, as the same rejection.
-      if (executedHere.has(key) && !isUnknownSenderRejection(result)) {
+      if (executedHere.has(key))
         this.violate('exactly-once', `replica ${replica} executed ${key.slice(0, 12)}… twice`);
-      }
       executedHere.set(key, batch.seq);
       const known = this.resultOf.get(key);
       if (known === undefined) this.resultOf.set(key, result);

@@ -58,6 +58,7 @@ export const SIMULATION_PROTOCOL: Omit<ProtocolConfig, 'replicaCount'> = {
   viewChangeTimeoutMaxTicks: 640,
   retransmitIntervalTicks: 15,
   pendingRequestsMax: 1000,
+  clientTableMax: 1000,
 };
 
 export interface SimulationOptions {

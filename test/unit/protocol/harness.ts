@@ -44,6 +44,7 @@ export const TEST_PROTOCOL: Omit<ProtocolConfig, 'replicaCount'> = {
   viewChangeTimeoutMaxTicks: 40,
   retransmitIntervalTicks: 3,
   pendingRequestsMax: 100,
+  clientTableMax: 100,
 };
 
 export const CLIENT_BALANCE = 1_000;

@@ -9,6 +9,7 @@
 import { describe, expect, it } from 'vitest';
 import { FRAME_SIZE_MAX_BYTES } from '../../../src/codec/cbor.ts';
 import { encodeOperation } from '../../../src/ledger/index.ts';
+import { DEFAULT_PROTOCOL_CONFIG } from '../../../src/protocol/config.ts';
 import {
   decodeMessage,
   encodeMessage,
@@ -26,7 +27,13 @@ describe('state size', () => {
     const K = 44;
     const batchSize = 1024;
     const cluster = new Cluster({
-      config: { checkpointInterval: K, watermarkWindow: 2 * K, batchSizeMax: batchSize, pipelineDepthMax: 8 },
+      config: {
+        checkpointInterval: K,
+        watermarkWindow: 2 * K,
+        batchSizeMax: batchSize,
+        pipelineDepthMax: 8,
+        clientTableMax: DEFAULT_PROTOCOL_CONFIG.clientTableMax,
+      },
     }).start();
     const replica = cluster.replica(1);
     const op = encodeOperation({ type: 'transfer', to: cluster.clients[0]!.publicKey, amount: 1 });
@@ -51,9 +58,15 @@ describe('state size', () => {
       }
     }
     expect(replica.lastExecutedSeq).toBe(K);
-    // Every request was a valid, executed request (rejected by the ledger: unknown sender).
+    // Requests executed (rejected by the ledger: unknown sender) until the reply cache was full;
+    // every later new client was refused without executing, so the state stays bounded.
+    const { clientTableMax } = DEFAULT_PROTOCOL_CONFIG;
+    expect(clients).toBeGreaterThan(clientTableMax);
     expect(cluster.executed[1]!.flatMap((b) => b.requests).filter((r) => r.result !== null)).toHaveLength(
-      clients,
+      clientTableMax,
+    );
+    expect(cluster.events[1]!.filter((event) => event.type === 'request-refused')).toHaveLength(
+      clients - clientTableMax,
     );
     expect(cluster.ledgers[1]!.accountCount()).toBe(cluster.clients.length);
 
