@@ -92,8 +92,14 @@ export interface NewViewBody {
   replica: ReplicaId;
 }
 
+/**
+ * A replica asks to be brought up to date: peers answer with the NEW-VIEW of a newer view, their
+ * own messages for slots above `lastExecuted`, and their stable state if it is newer.
+ */
 export interface FetchStateBody {
   type: 'fetch-state';
+  /** The requester's view: peers in a newer view hand over its NEW-VIEW. */
+  view: number;
   /** The requester's last executed sequence number: only newer state is useful to it. */
   lastExecuted: number;
   replica: ReplicaId;
@@ -354,10 +360,11 @@ function readNewViewBody(value: unknown, what: string): NewViewBody {
 }
 
 function readFetchStateBody(value: unknown, what: string): FetchStateBody {
-  const fields = readMap(value, what, ['type', 'lastExecuted', 'replica']);
+  const fields = readMap(value, what, ['type', 'view', 'lastExecuted', 'replica']);
   readLiteral(fields['type'], `${what}.type`, ['fetch-state']);
   return {
     type: 'fetch-state',
+    view: readUint(fields['view'], `${what}.view`),
     lastExecuted: readUint(fields['lastExecuted'], `${what}.lastExecuted`),
     replica: readReplica(fields['replica'], `${what}.replica`),
   };

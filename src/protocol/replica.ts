@@ -201,6 +201,7 @@ export class Replica {
   private readonly checkpointVotes = new Map<number, Map<ReplicaId, Signed<CheckpointBody>>>();
   private pendingStateTransfer: PendingStateTransfer | null = null;
   private readonly stateServedAtTick = new Map<ReplicaId, number>();
+  private readonly slotsServedAtTick = new Map<ReplicaId, number>();
 
   // Clients.
   private readonly clients = new Map<string, ClientRecord>();
@@ -300,6 +301,8 @@ export class Replica {
       this.executeCommitted();
       if (this.status === 'view-change') this.maybeStartNewViewTimer();
       this.retransmit();
+      // Announce ourselves: whatever happened while we were away comes back as answers.
+      this.requestState();
     });
   }
 
@@ -881,21 +884,32 @@ export class Replica {
   private requestState(): void {
     const fetchState = this.signed<FetchStateBody>({
       type: 'fetch-state',
+      view: this.view,
       lastExecuted: this.lastExecuted,
       replica: this.id,
     });
     this.broadcast({ type: 'fetch-state', fetchState });
   }
 
+  /**
+   * Bring a replica up to date, at most once per retransmission interval per replica (snapshots
+   * are large): the NEW-VIEW of our newer view, our own messages for the slots it has not executed
+   * (its peers' together make the certificates it needs), and our stable state if it is newer.
+   */
   private onFetchState(fetchState: Signed<FetchStateBody>): void {
-    const { replica, lastExecuted } = fetchState.body;
+    const { replica, lastExecuted, view } = fetchState.body;
+    if (replica === this.id) return;
+    if (view < this.view) this.sendNewViewTo(replica, view);
+    const missing = [...this.log.values()]
+      .filter((entry) => entry.seq > lastExecuted)
+      .sort((a, b) => a.seq - b.seq);
+    if (this.status === 'normal' && missing.length > 0 && this.mayServe(this.slotsServedAtTick, replica)) {
+      for (const entry of missing)
+        for (const message of this.ownSlotMessages(entry)) this.sendTo(replica, message);
+    }
     const snapshot = this.stableSnapshot;
-    if (replica === this.id || snapshot === null || this.stable.seq <= lastExecuted || this.stable.seq === 0)
-      return;
-    // Serve each replica at most once per retransmission interval: snapshots are large.
-    const servedAt = this.stateServedAtTick.get(replica);
-    if (servedAt !== undefined && this.ticks - servedAt < this.config.retransmitIntervalTicks) return;
-    this.stateServedAtTick.set(replica, this.ticks);
+    if (snapshot === null || this.stable.seq <= lastExecuted || this.stable.seq === 0) return;
+    if (!this.mayServe(this.stateServedAtTick, replica)) return;
     const state = this.signed<StateBody>({
       type: 'state',
       checkpointProof: this.stable.proof,
@@ -903,6 +917,14 @@ export class Replica {
       replica: this.id,
     });
     this.sendTo(replica, { type: 'state', state });
+  }
+
+  /** At most one answer per retransmission interval per replica and kind. */
+  private mayServe(servedAtTick: Map<ReplicaId, number>, replica: ReplicaId): boolean {
+    const servedAt = servedAtTick.get(replica);
+    if (servedAt !== undefined && this.ticks - servedAt < this.config.retransmitIntervalTicks) return false;
+    servedAtTick.set(replica, this.ticks);
+    return true;
   }
 
   /** Accept a snapshot only if its digest matches a checkpoint certificate of 2f+1 signatures. */

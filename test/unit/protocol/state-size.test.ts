@@ -80,6 +80,7 @@ describe('state size', () => {
     // A lagging replica asks for the state: the STATE it gets must be a frame it can decode.
     const fetchState = cluster.signAs<FetchStateBody>(3, {
       type: 'fetch-state',
+      view: 0,
       lastExecuted: 0,
       replica: 3,
     });

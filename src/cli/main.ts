@@ -1,0 +1,271 @@
+/**
+ * The `pbft` command line (DESIGN §5). `--json` on every command prints one JSON object on stdout;
+ * errors are one line on stderr with a non-zero exit code (see exit-codes.ts).
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { PbftClient, PbftClientError, TransferRejectedError } from '../client/client.ts';
+import { generateSeed, KeyFileError, readKeyFile, writeKeyFile } from '../crypto/index.ts';
+import { GenesisError } from '../ledger/index.ts';
+import { ConfigFileError, readClusterConfig } from '../node/cluster-config.ts';
+import { StorageError } from '../storage/level.ts';
+import {
+  CliError,
+  EXIT_CONFIG,
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_REJECTED,
+  EXIT_UNREACHABLE,
+  EXIT_USAGE,
+} from './exit-codes.ts';
+import { formatStatusLine, initTestnet, startTestnet } from './testnet.ts';
+
+const DEFAULT_CLUSTER_FILE = join('testnet', 'cluster.json');
+
+function print(json: boolean, value: object, human: string): void {
+  process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human}\n`);
+}
+
+function integerArgument(name: string, min: number): (value: string) => number {
+  return (value) => {
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < min) {
+      throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    }
+    return Number(value);
+  };
+}
+
+function addressArgument(value: string): string {
+  if (!/^[0-9a-f]{64}$/.test(value))
+    throw new InvalidArgumentError('an address is 64 lowercase hex characters');
+  return value;
+}
+
+function counterFileFor(keyFile: string): string {
+  return `${resolve(keyFile).replace(/\.json$/, '')}.counter`;
+}
+
+async function connect(clusterFile: string, keyFile?: string): Promise<PbftClient> {
+  const cluster = await readClusterConfig(clusterFile);
+  const key = keyFile === undefined ? undefined : readKeyFile(keyFile);
+  return PbftClient.connect({
+    cluster,
+    ...(key === undefined ? {} : { key, counterFile: counterFileFor(keyFile!) }),
+  });
+}
+
+const program = new Command('pbft')
+  .description('A Byzantine-fault-tolerant replicated ledger (PBFT with ed25519 signatures)')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+program
+  .command('keygen')
+  .description('write a new ed25519 key file and print its public key')
+  .requiredOption('--out <file>', 'where to write the key file (mode 0600)')
+  .option('--force', 'replace an existing file', false)
+  .option('--json', 'print one JSON object', false)
+  .action((options: { out: string; force: boolean; json: boolean }) => {
+    const key = writeKeyFile(options.out, generateSeed(), { force: options.force, withAddress: true });
+    print(options.json, { file: resolve(options.out), publicKey: key.publicKeyHex }, key.publicKeyHex);
+  });
+
+const testnet = program.command('testnet').description('a local multi-replica cluster on loopback');
+
+testnet
+  .command('init')
+  .description('create a testnet: cluster.json, genesis.json, replica homes and funded accounts')
+  .option('--dir <dir>', 'folder for the testnet', 'testnet')
+  .option('--replicas <n>', 'number of replicas (3f+1)', integerArgument('--replicas', 4), 4)
+  .option(
+    '--base-port <port>',
+    'first TCP port; replica i listens on base+i',
+    integerArgument('--base-port', 1024),
+    9000,
+  )
+  .option('--accounts <n>', 'funded development accounts', integerArgument('--accounts', 1), 4)
+  .option('--force', 'replace an existing testnet', false)
+  .option('--json', 'print one JSON object', false)
+  .action(
+    async (options: {
+      dir: string;
+      replicas: number;
+      basePort: number;
+      accounts: number;
+      force: boolean;
+      json: boolean;
+    }) => {
+      const result = await initTestnet(options);
+      const lines = [
+        `testnet with ${result.replicas.length} replicas in ${result.dir}`,
+        ...result.replicas.map((replica) => `  replica ${replica.id}  ${replica.multiaddr}  ${replica.home}`),
+        'accounts:',
+        ...result.accounts.map(
+          (account) => `  ${account.name.padEnd(6)} ${account.address}  ${account.file}`,
+        ),
+        `start it with: pbft testnet start --dir ${options.dir}`,
+      ];
+      print(options.json, result, lines.join('\n'));
+    },
+  );
+
+testnet
+  .command('start')
+  .description('run every replica of a testnet as a child process; Ctrl-C stops them')
+  .option('--dir <dir>', 'folder of the testnet', 'testnet')
+  .option('--init', 'create the testnet first if it does not exist', false)
+  .action(async (options: { dir: string; init: boolean }) => {
+    const clusterFile = join(options.dir, 'cluster.json');
+    if (!existsSync(clusterFile)) {
+      if (!options.init)
+        throw new CliError(
+          EXIT_CONFIG,
+          `${clusterFile} not found (run \`pbft testnet init --dir ${options.dir}\` first)`,
+        );
+      const created = await initTestnet({
+        dir: options.dir,
+        replicas: 4,
+        basePort: 9000,
+        accounts: 4,
+        force: false,
+      });
+      process.stdout.write(`created a 4-replica testnet in ${created.dir}\n`);
+      for (const account of created.accounts)
+        process.stdout.write(`  ${account.name.padEnd(6)} ${account.address}  ${account.file}\n`);
+    }
+    const cluster = await readClusterConfig(clusterFile);
+    await startTestnet(cluster, { dir: options.dir, out: (line) => process.stdout.write(`${line}\n`) });
+  });
+
+program
+  .command('node')
+  .description('run one replica in the foreground')
+  .requiredOption('--home <dir>', 'the replica home (key.json, data/)')
+  .option('--cluster <file>', 'cluster.json (default: HOME/../cluster.json)')
+  .addOption(
+    new Option('--log-level <level>', 'log level')
+      .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace'])
+      .default('info'),
+  )
+  .action(async (options: { home: string; cluster?: string; logLevel: string }) => {
+    const { startReplica } = await import('../node/replica-node.ts');
+    const node = await startReplica({
+      home: options.home,
+      ...(options.cluster === undefined ? {} : { cluster: options.cluster }),
+      logLevel: options.logLevel,
+    });
+    await new Promise<void>((resolveStop) => {
+      const stop = (): void => {
+        void node.stop().then(resolveStop);
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+  });
+
+program
+  .command('transfer')
+  .description('transfer funds; waits for f+1 matching replies')
+  .requiredOption('--from <keyfile>', 'key file of the sending account')
+  .requiredOption('--to <address>', 'receiving address (64 hex characters)', addressArgument)
+  .requiredOption('--amount <n>', 'a positive integer', integerArgument('--amount', 1))
+  .option('--cluster <file>', 'cluster.json', DEFAULT_CLUSTER_FILE)
+  .option('--json', 'print one JSON object', false)
+  .action(async (options: { from: string; to: string; amount: number; cluster: string; json: boolean }) => {
+    const client = await connect(options.cluster, options.from);
+    try {
+      const receipt = await client.transfer(options.to, options.amount);
+      print(
+        options.json,
+        {
+          status: 'ok',
+          result: { balance: receipt.balance },
+          seq: receipt.seq,
+          view: receipt.view,
+          t: receipt.t,
+        },
+        `transferred ${options.amount} to ${options.to}: committed at sequence ${receipt.seq} (view ${receipt.view}); sender balance ${receipt.balance}`,
+      );
+    } catch (error) {
+      if (error instanceof TransferRejectedError && options.json) {
+        process.stdout.write(
+          `${JSON.stringify({ status: 'rejected', result: { reason: error.reason, message: error.message }, seq: error.seq })}\n`,
+        );
+      }
+      throw error;
+    } finally {
+      await client.close();
+    }
+  });
+
+program
+  .command('balance')
+  .description('the balance of an address, as 2f+1 replicas agree')
+  .argument('<address>', 'account address (64 hex characters)', addressArgument)
+  .option('--cluster <file>', 'cluster.json', DEFAULT_CLUSTER_FILE)
+  .option('--json', 'print one JSON object', false)
+  .action(async (address: string, options: { cluster: string; json: boolean }) => {
+    const client = await connect(options.cluster);
+    try {
+      const answer = await client.balance(address);
+      print(
+        options.json,
+        { address, balance: answer.balance, exists: answer.exists },
+        answer.exists ? `${answer.balance}` : `${answer.balance} (no such account yet)`,
+      );
+    } finally {
+      await client.close();
+    }
+  });
+
+program
+  .command('status')
+  .description('view, primary, progress and connectivity of every replica')
+  .option('--cluster <file>', 'cluster.json', DEFAULT_CLUSTER_FILE)
+  .option('--json', 'print one JSON object', false)
+  .action(async (options: { cluster: string; json: boolean }) => {
+    const cluster = await readClusterConfig(options.cluster);
+    const client = await PbftClient.connect({ cluster }).catch((error: unknown) => {
+      if (error instanceof PbftClientError && error.code === 'UNREACHABLE') return null;
+      throw error;
+    });
+    const replicas =
+      client === null
+        ? cluster.replicas.map((replica) => ({ id: replica.id, reachable: false }))
+        : await client.status();
+    await client?.close();
+    print(options.json, { replicas }, replicas.map(formatStatusLine).join('\n'));
+    if (replicas.every((replica) => !replica.reachable)) {
+      throw new CliError(EXIT_UNREACHABLE, `no replica of ${cluster.path} is reachable`);
+    }
+  });
+
+function exitCodeOf(error: unknown): number {
+  if (error instanceof CliError) return error.exitCode;
+  if (
+    error instanceof ConfigFileError ||
+    error instanceof KeyFileError ||
+    error instanceof GenesisError ||
+    error instanceof StorageError
+  ) {
+    return EXIT_CONFIG;
+  }
+  if (error instanceof TransferRejectedError) return EXIT_REJECTED;
+  if (error instanceof PbftClientError) return error.code === 'REJECTED' ? EXIT_REJECTED : EXIT_UNREACHABLE;
+  return EXIT_FAILURE;
+}
+
+try {
+  await program.parseAsync(process.argv);
+  process.exitCode = EXIT_OK;
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // Commander has already printed the message (or the help text).
+    process.exitCode = error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+  } else {
+    const message = (error as Error).message.split('\n')[0];
+    process.stderr.write(`pbft: ${message}\n`);
+    process.exitCode = exitCodeOf(error);
+  }
+}

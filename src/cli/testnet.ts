@@ -1,0 +1,199 @@
+/**
+ * `pbft testnet init` and `pbft testnet start`: a local multi-replica cluster on loopback, each
+ * replica a child process with its own home folder (key, LevelDB data, log).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, existsSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PbftClient, type ReplicaStatusReport } from '../client/client.ts';
+import { generateSeed, type KeyPair, writeKeyFile } from '../crypto/index.ts';
+import { formatGenesis } from '../ledger/index.ts';
+import {
+  type ClusterConfig,
+  DEFAULT_CLUSTER_PROTOCOL,
+  DEFAULT_RUNTIME_SETTINGS,
+  formatClusterConfig,
+} from '../node/cluster-config.ts';
+import { peerIdFromSeed } from '../transport/index.ts';
+import { CliError, EXIT_CONFIG, EXIT_USAGE } from './exit-codes.ts';
+
+export const ACCOUNT_NAMES = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi'];
+/** Every development account starts with this balance. */
+export const ACCOUNT_BALANCE = 1_000_000;
+/** Replicas that do not exit this long after SIGTERM are killed. */
+const STOP_GRACE_MS = 10_000;
+const STATUS_INTERVAL_MS = 1_000;
+const STATUS_INTERVAL_NON_TTY_MS = 10_000;
+const BIN = fileURLToPath(new URL('../../bin/pbft.js', import.meta.url));
+
+export interface InitOptions {
+  dir: string;
+  replicas: number;
+  basePort: number;
+  accounts: number;
+  force: boolean;
+}
+
+export interface InitResult {
+  dir: string;
+  clusterFile: string;
+  replicas: Array<{ id: number; home: string; peerId: string; multiaddr: string }>;
+  accounts: Array<{ name: string; address: string; file: string }>;
+}
+
+export function accountName(index: number): string {
+  return ACCOUNT_NAMES[index] ?? `account-${index + 1}`;
+}
+
+export async function initTestnet(options: InitOptions): Promise<InitResult> {
+  const { replicas: n, basePort } = options;
+  if (!Number.isInteger(n) || n < 4 || (n - 1) % 3 !== 0)
+    throw new CliError(EXIT_USAGE, `--replicas must be 3f+1 (4, 7, 10, …), got ${n}`);
+  if (!Number.isInteger(basePort) || basePort < 1024 || basePort + 2 * n > 65_535) {
+    throw new CliError(EXIT_USAGE, `--base-port must leave room for ${2 * n} ports between 1024 and 65535`);
+  }
+  if (!Number.isInteger(options.accounts) || options.accounts < 1 || options.accounts > 1_000) {
+    throw new CliError(EXIT_USAGE, '--accounts must be between 1 and 1000');
+  }
+  const dir = resolve(options.dir);
+  const clusterFile = join(dir, 'cluster.json');
+  if (existsSync(clusterFile)) {
+    if (!options.force)
+      throw new CliError(EXIT_CONFIG, `${clusterFile} already exists (use --force to replace the testnet)`);
+    await rm(dir, { recursive: true, force: true });
+  }
+  await mkdir(join(dir, 'accounts'), { recursive: true });
+
+  const replicas: ClusterConfig['replicas'] = [];
+  const result: InitResult = { dir, clusterFile, replicas: [], accounts: [] };
+  for (let id = 0; id < n; id++) {
+    const home = join(dir, `replica-${id}`);
+    await mkdir(home, { recursive: true });
+    const seed = generateSeed();
+    const key = writeKeyFile(join(home, 'key.json'), seed);
+    const peerId = await peerIdFromSeed(seed);
+    const multiaddr = `/ip4/127.0.0.1/tcp/${basePort + id}`;
+    replicas.push({
+      id,
+      publicKey: key.publicKeyHex,
+      peerId,
+      multiaddrs: [multiaddr],
+      metricsPort: basePort + n + id,
+    });
+    result.replicas.push({ id, home, peerId, multiaddr });
+  }
+  const genesisAccounts = [];
+  for (let index = 0; index < options.accounts; index++) {
+    const name = accountName(index);
+    const file = join(dir, 'accounts', `${name}.json`);
+    const key: KeyPair = writeKeyFile(file, generateSeed(), { withAddress: true });
+    genesisAccounts.push({ address: key.publicKey, balance: ACCOUNT_BALANCE });
+    result.accounts.push({ name, address: key.publicKeyHex, file });
+  }
+  await writeFile(join(dir, 'genesis.json'), formatGenesis({ accounts: genesisAccounts }));
+  const f = (n - 1) / 3;
+  await writeFile(
+    clusterFile,
+    formatClusterConfig({
+      name: 'pbft-testnet',
+      testnet: true,
+      f,
+      replicas,
+      genesis: 'genesis.json',
+      protocol: { replicaCount: n, ...DEFAULT_CLUSTER_PROTOCOL },
+      runtime: DEFAULT_RUNTIME_SETTINGS,
+    }),
+  );
+  return result;
+}
+
+export interface StartOptions {
+  dir: string;
+  /** Replica index → extra arguments for that replica's `pbft node` command line. */
+  extraArgs?: Map<number, string[]>;
+  out: (line: string) => void;
+}
+
+/** Start every replica as a child process; resolves when they have all been stopped (Ctrl-C). */
+export async function startTestnet(cluster: ClusterConfig, options: StartOptions): Promise<void> {
+  const dir = resolve(options.dir);
+  const children = new Map<number, ChildProcess>();
+  let stopping = false;
+  for (const replica of cluster.replicas) {
+    const home = join(dir, `replica-${replica.id}`);
+    const logPath = join(home, 'replica.log');
+    const log = createWriteStream(logPath, { flags: 'a' });
+    const args = [
+      BIN,
+      'node',
+      '--home',
+      home,
+      '--cluster',
+      cluster.path,
+      ...(options.extraArgs?.get(replica.id) ?? []),
+    ];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    child.on('exit', (code, signal) => {
+      children.delete(replica.id);
+      if (!stopping)
+        options.out(`replica ${replica.id} exited (${signal ?? `code ${code}`}); see ${logPath}`);
+    });
+    children.set(replica.id, child);
+  }
+  options.out(
+    `started ${cluster.replicas.length} replicas (f = ${cluster.f}); logs: ${join(dir, 'replica-*', 'replica.log')}`,
+  );
+  options.out('press Ctrl-C to stop them');
+
+  const probe = await PbftClient.connect({ cluster }).catch(() => null);
+  const interactive = process.stdout.isTTY === true;
+  let printedLines = 0;
+  const showStatus = async (): Promise<void> => {
+    const reports = probe === null ? [] : await probe.status(STATUS_INTERVAL_MS).catch(() => []);
+    const lines = reports.map(formatStatusLine);
+    if (interactive && printedLines > 0) process.stdout.write(`\x1b[${printedLines}A`);
+    for (const line of lines) options.out(interactive ? `\x1b[2K${line}` : line);
+    printedLines = lines.length;
+  };
+  const statusTimer = setInterval(
+    () => void showStatus(),
+    interactive ? STATUS_INTERVAL_MS : STATUS_INTERVAL_NON_TTY_MS,
+  );
+
+  await new Promise<void>((resolveStopped) => {
+    const stop = (): void => {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(statusTimer);
+      options.out('stopping replicas …');
+      for (const child of children.values()) child.kill('SIGTERM');
+      const killer = setTimeout(() => {
+        for (const child of children.values()) child.kill('SIGKILL');
+      }, STOP_GRACE_MS);
+      const waitForAll = setInterval(() => {
+        if (children.size > 0) return;
+        clearInterval(waitForAll);
+        clearTimeout(killer);
+        resolveStopped();
+      }, 50);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await probe?.close();
+  options.out('all replicas stopped');
+}
+
+export function formatStatusLine(report: ReplicaStatusReport): string {
+  if (!report.reachable) return `replica ${report.id}  unreachable`;
+  const role = report.primary === report.id ? 'primary' : 'backup ';
+  const phase = report.viewChangeInProgress ? ' (view change)' : '';
+  return (
+    `replica ${report.id}  ${role} view ${report.view}${phase}  executed ${report.lastExecuted}  ` +
+    `stable checkpoint ${report.stableCheckpoint}  peers ${report.peersConnected}`
+  );
+}
