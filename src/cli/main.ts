@@ -67,6 +67,9 @@ program
   .option('--force', 'replace an existing file', false)
   .option('--json', 'print one JSON object', false)
   .action((options: { out: string; force: boolean; json: boolean }) => {
+    if (!options.force && existsSync(options.out)) {
+      throw new CliError(EXIT_CONFIG, `${options.out} already exists (use --force to replace it)`);
+    }
     const key = writeKeyFile(options.out, generateSeed(), { force: options.force, withAddress: true });
     print(options.json, { file: resolve(options.out), publicKey: key.publicKeyHex }, key.publicKeyHex);
   });
