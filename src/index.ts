@@ -10,6 +10,7 @@ export {
   type PbftClientErrorCode,
   type PbftClientOptions,
   type ReplicaStatusReport,
+  RequestRefusedError,
   type TransferReceipt,
   TransferRejectedError,
 } from './client/client.ts';

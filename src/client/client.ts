@@ -24,6 +24,7 @@ import {
   decodeReplicaToClient,
   encodeClientFrame,
   type ReplicaToClient,
+  type RequestErrorReason,
 } from '../protocol/client-protocol.ts';
 import { primaryOf } from '../protocol/config.ts';
 import { type RequestBody, signBody } from '../protocol/messages.ts';
@@ -60,6 +61,22 @@ export class TransferRejectedError extends PbftClientError {
     super('REJECTED', `transfer rejected (${reason}): ${message}`);
     this.reason = reason;
     this.seq = seq;
+  }
+}
+
+const REFUSAL_MESSAGES: Record<RequestErrorReason, string> = {
+  'bad-signature': "the request signature does not verify (is the key file the sender's?)",
+  'stale-request': 'its request number was already used (was the .counter file next to the key file lost?)',
+  'client-table-full': 'the cluster serves no new clients: its reply cache is full',
+};
+
+/** f+1 replicas refused to order the request (it never executed). */
+export class RequestRefusedError extends PbftClientError {
+  override name = 'RequestRefusedError';
+  readonly reason: RequestErrorReason;
+  constructor(reason: RequestErrorReason, t: number) {
+    super('REJECTED', `request ${t} refused: ${REFUSAL_MESSAGES[reason]}`);
+    this.reason = reason;
   }
 }
 
@@ -324,10 +341,22 @@ export class PbftClient {
     const frame = encodeClientFrame({ type: 'request', request });
     const votes = new Map<number, string>();
     const replyOf = new Map<string, { seq: number; view: number; result: Uint8Array }>();
+    const refusals = new Map<number, RequestErrorReason>();
     const agreed = await this.collect(
       what,
       this.timeoutMs,
       (replica, message) => {
+        if (
+          message.type === 'request-error' &&
+          message.t === t &&
+          toHex(message.client) === toHex(account.publicKey)
+        ) {
+          // One replica could lie; f+1 saying the same thing include a correct one.
+          refusals.set(replica, message.reason);
+          const same = [...refusals.values()].filter((reason) => reason === message.reason).length;
+          if (same >= this.f + 1) throw new RequestRefusedError(message.reason, t);
+          return undefined;
+        }
         if (
           message.type !== 'reply' ||
           message.reply.t !== t ||

@@ -277,6 +277,16 @@ class ReplicaRuntime implements ReplicaNode {
       case 'request':
         if (!verifyRequestSignature(input.request, this.verifier)) {
           this.logger.debug({ session: session.id }, 'client request with a bad signature');
+          const { client, t } = input.request.body;
+          session.send(
+            encodeClientFrame({
+              type: 'request-error',
+              replica: this.id,
+              client,
+              t,
+              reason: 'bad-signature',
+            }),
+          );
           return;
         }
         this.clientSessions.set(toHex(input.request.body.client), session);
@@ -378,6 +388,21 @@ class ReplicaRuntime implements ReplicaNode {
       );
     }
     for (const event of ready.events) {
+      if (event.type === 'request-stale' || event.type === 'request-refused') {
+        const reason = event.type === 'request-stale' ? 'stale-request' : event.reason;
+        this.clientSessions
+          .get(toHex(event.client))
+          ?.send(
+            encodeClientFrame({
+              type: 'request-error',
+              replica: this.id,
+              client: event.client,
+              t: event.t,
+              reason,
+            }),
+          );
+        continue;
+      }
       if (event.type === 'message-rejected') {
         this.logger.debug(
           { view: this.core.currentView, type: event.messageType, reason: event.reason },

@@ -9,6 +9,7 @@ import {
   encodeMessage,
   type Message,
   OPERATION_SIZE_MAX_BYTES,
+  PUBLIC_KEY_BYTES,
   RESULT_SIZE_MAX_BYTES,
 } from './messages.ts';
 
@@ -48,8 +49,28 @@ export interface StatusResultFrame {
   peersConnected: number;
 }
 
+/** Why a replica will not order a request; the client trusts it once f+1 replicas agree. */
+export type RequestErrorReason = 'bad-signature' | 'stale-request' | 'client-table-full';
+export const REQUEST_ERROR_REASONS: readonly RequestErrorReason[] = [
+  'bad-signature',
+  'stale-request',
+  'client-table-full',
+];
+
+export interface RequestErrorFrame {
+  type: 'request-error';
+  replica: number;
+  client: Uint8Array;
+  t: number;
+  reason: RequestErrorReason;
+}
+
 export type ClientToReplica = Extract<Message, { type: 'request' }> | QueryFrame | StatusFrame;
-export type ReplicaToClient = Extract<Message, { type: 'reply' }> | QueryResultFrame | StatusResultFrame;
+export type ReplicaToClient =
+  | Extract<Message, { type: 'reply' }>
+  | QueryResultFrame
+  | StatusResultFrame
+  | RequestErrorFrame;
 
 export function encodeClientFrame(frame: ClientToReplica | ReplicaToClient): Uint8Array {
   if (frame.type === 'request' || frame.type === 'reply') return encodeMessage(frame);
@@ -69,6 +90,7 @@ function peekType(bytes: Uint8Array, maxBytes: number): { value: unknown; type: 
       'status',
       'query-result',
       'status-result',
+      'request-error',
     ]),
   };
 }
@@ -124,6 +146,16 @@ export function decodeReplicaToClient(bytes: Uint8Array): ReplicaToClient {
         view: readUint(fields['view'], 'view'),
         lastExecuted: readUint(fields['lastExecuted'], 'lastExecuted'),
         result: readBytes(fields['result'], 'result', undefined, RESULT_SIZE_MAX_BYTES),
+      };
+    }
+    case 'request-error': {
+      const fields = readMap(value, 'request-error', ['type', 'replica', 'client', 't', 'reason']);
+      return {
+        type,
+        replica: readUint(fields['replica'], 'replica'),
+        client: readBytes(fields['client'], 'client', PUBLIC_KEY_BYTES),
+        t: readUint(fields['t'], 't'),
+        reason: readLiteral(fields['reason'], 'reason', REQUEST_ERROR_REASONS),
       };
     }
     case 'status-result': {

@@ -105,6 +105,8 @@ export type ReplicaEvent =
   | { type: 'state-transfer-requested'; seq: number }
   | { type: 'state-transferred'; seq: number }
   | { type: 'request-refused'; client: Uint8Array; t: number; reason: 'client-table-full' }
+  /** A request whose t is below the client's last executed t: it can never execute. */
+  | { type: 'request-stale'; client: Uint8Array; t: number; lastExecutedT: number }
   | { type: 'message-rejected'; messageType: Message['type']; reason: string };
 
 /** What one step asks of the runtime, in the order it must be done. */
@@ -394,6 +396,13 @@ export class Replica {
     if (record !== undefined && body.t <= record.t) {
       // Retransmission of an executed request: answer from the reply cache, never execute again.
       if (body.t === record.t) this.sendReply(body.client, record);
+      else
+        this.out.events.push({
+          type: 'request-stale',
+          client: body.client,
+          t: body.t,
+          lastExecutedT: record.t,
+        });
       return;
     }
     const existing = this.pending.get(clientHex);

@@ -5,8 +5,18 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { initTestnet, PbftClient, readKeyFile, startReplica } from 'pbft';
+import { initTestnet, PbftClient, RequestRefusedError, readKeyFile, startReplica } from 'pbft';
 import { afterAll, expect, it } from 'vitest';
+import { encodeOperation } from '../../src/ledger/index.ts';
+import { readClusterConfig } from '../../src/node/cluster-config.ts';
+import {
+  CLIENT_FRAME_SIZE_MAX_BYTES,
+  decodeReplicaToClient,
+  encodeClientFrame,
+  type ReplicaToClient,
+} from '../../src/protocol/client-protocol.ts';
+import { type RequestBody, signBody } from '../../src/protocol/messages.ts';
+import { createClientTransport } from '../../src/transport/index.ts';
 
 const BASE_PORT = 19_000 + (process.pid % 50) * 8;
 let dir = '';
@@ -36,6 +46,76 @@ it('embeds four replicas and a client: import { PbftClient, startReplica } from 
     const balance = await client.balance(bob.publicKeyHex);
     expect(balance).toMatchObject({ balance: 1_000_025, exists: true });
     expect(replicas.map((replica) => replica.status().lastExecuted)).toContain(receipt.seq);
+
+    // Bad input gets a clear answer. A client whose counter file was lost reuses request numbers:
+    // f+1 replicas refuse them, and nothing executes twice.
+    await rm(join(dir, 'alice.counter'));
+    const forgetful = await PbftClient.connect({
+      cluster: join(dir, 'cluster.json'),
+      key: alice,
+      counterFile: join(dir, 'alice.counter'),
+      timeoutMs: 10_000,
+    });
+    try {
+      // t = 1 executed already and is answered from the reply cache; t = 2 was never used.
+      await expect(forgetful.transfer(bob.publicKeyHex, 1)).resolves.toMatchObject({
+        t: 1,
+        seq: receipt.seq,
+      });
+      await expect(forgetful.transfer(bob.publicKeyHex, 1)).resolves.toMatchObject({ t: 2 });
+    } finally {
+      await forgetful.close();
+    }
+    // Losing it again: t = 1 is now older than the last executed request, so it is refused.
+    await rm(join(dir, 'alice.counter'));
+    const stale = await PbftClient.connect({
+      cluster: join(dir, 'cluster.json'),
+      key: alice,
+      counterFile: join(dir, 'alice.counter'),
+      timeoutMs: 10_000,
+    });
+    try {
+      const refusal = await stale.transfer(bob.publicKeyHex, 1).catch((error: unknown) => error);
+      expect(refusal).toBeInstanceOf(RequestRefusedError);
+      expect(refusal).toMatchObject({ reason: 'stale-request', code: 'REJECTED' });
+      expect((refusal as Error).message).toMatch(/request number was already used/);
+    } finally {
+      await stale.close();
+    }
+    // A request with a corrupted signature is refused by every replica that sees it.
+    const transport = await createClientTransport({ frameSizeMaxBytes: CLIENT_FRAME_SIZE_MAX_BYTES });
+    await transport.start();
+    try {
+      const cluster = await readClusterConfig(join(dir, 'cluster.json'));
+      const connection = await transport.connect(cluster.replicas[1]!);
+      const answers: ReplicaToClient[] = [];
+      connection.onFrame((frame) => answers.push(decodeReplicaToClient(frame)));
+      const signer = alice.signer();
+      const request = signBody<RequestBody>(
+        {
+          type: 'request',
+          client: alice.publicKey,
+          t: 1_000,
+          op: encodeOperation({ type: 'transfer', to: bob.publicKey, amount: 1 }),
+        },
+        (bytes) => signer.sign(bytes),
+      );
+      const forged = {
+        ...request,
+        signature: request.signature.map((byte, index) => (index === 0 ? byte ^ 1 : byte)),
+      };
+      connection.send(encodeClientFrame({ type: 'request', request: forged }));
+      await expect.poll(() => answers.length, { timeout: 5_000 }).toBe(1);
+      expect(answers[0]).toMatchObject({
+        type: 'request-error',
+        reason: 'bad-signature',
+        t: 1_000,
+        replica: 1,
+      });
+      connection.close();
+    } finally {
+      await transport.stop();
+    }
   } finally {
     await client.close();
     await Promise.all(replicas.map((replica) => replica.stop()));
