@@ -390,17 +390,15 @@ class ReplicaRuntime implements ReplicaNode {
     for (const event of ready.events) {
       if (event.type === 'request-stale' || event.type === 'request-refused') {
         const reason = event.type === 'request-stale' ? 'stale-request' : event.reason;
-        this.clientSessions
-          .get(toHex(event.client))
-          ?.send(
-            encodeClientFrame({
-              type: 'request-error',
-              replica: this.id,
-              client: event.client,
-              t: event.t,
-              reason,
-            }),
-          );
+        this.clientSessions.get(toHex(event.client))?.send(
+          encodeClientFrame({
+            type: 'request-error',
+            replica: this.id,
+            client: event.client,
+            t: event.t,
+            reason,
+          }),
+        );
         continue;
       }
       if (event.type === 'message-rejected') {
