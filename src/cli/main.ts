@@ -193,7 +193,7 @@ program
     } catch (error) {
       if (error instanceof TransferRejectedError && options.json) {
         process.stdout.write(
-          `${JSON.stringify({ status: 'rejected', result: { reason: error.reason, message: error.message }, seq: error.seq })}\n`,
+          `${JSON.stringify({ status: 'rejected', result: { reason: error.reason, message: error.detail }, seq: error.seq })}\n`,
         );
       }
       throw error;

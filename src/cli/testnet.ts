@@ -26,6 +26,8 @@ export const ACCOUNT_BALANCE = 1_000_000;
 const STOP_GRACE_MS = 10_000;
 const STATUS_INTERVAL_MS = 1_000;
 const STATUS_INTERVAL_NON_TTY_MS = 10_000;
+/** Stopping does not wait longer than this for the status probe to close. */
+const PROBE_CLOSE_MAX_MS = 2_000;
 const BIN = fileURLToPath(new URL('../../bin/pbft.js', import.meta.url));
 
 export interface InitOptions {
@@ -149,11 +151,14 @@ export async function startTestnet(cluster: ClusterConfig, options: StartOptions
   );
   options.out('press Ctrl-C to stop them');
 
-  const probe = await PbftClient.connect({ cluster }).catch(() => null);
+  // The replicas are still starting: connect the status probe lazily, retrying until one answers.
+  let probe: PbftClient | null = null;
   const interactive = process.stdout.isTTY === true;
   let printedLines = 0;
   const showStatus = async (): Promise<void> => {
+    probe ??= await PbftClient.connect({ cluster }).catch(() => null);
     const reports = probe === null ? [] : await probe.status(STATUS_INTERVAL_MS).catch(() => []);
+    if (stopping) return;
     const lines = reports.map(formatStatusLine);
     if (interactive && printedLines > 0) process.stdout.write(`\x1b[${printedLines}A`);
     for (const line of lines) options.out(interactive ? `\x1b[2K${line}` : line);
@@ -170,7 +175,14 @@ export async function startTestnet(cluster: ClusterConfig, options: StartOptions
       stopping = true;
       clearInterval(statusTimer);
       options.out('stopping replicas …');
-      for (const child of children.values()) child.kill('SIGTERM');
+      // Close the status probe while its replicas still answer, then stop them.
+      const probeClosed = (probe as PbftClient | null)?.close() ?? Promise.resolve();
+      void Promise.race([
+        probeClosed,
+        new Promise((resolve) => setTimeout(resolve, PROBE_CLOSE_MAX_MS)),
+      ]).then(() => {
+        for (const child of children.values()) child.kill('SIGTERM');
+      });
       const killer = setTimeout(() => {
         for (const child of children.values()) child.kill('SIGKILL');
       }, STOP_GRACE_MS);
@@ -184,7 +196,6 @@ export async function startTestnet(cluster: ClusterConfig, options: StartOptions
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
-  await probe?.close();
   options.out('all replicas stopped');
 }
 

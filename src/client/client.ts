@@ -56,10 +56,13 @@ export class PbftClientError extends Error {
 export class TransferRejectedError extends PbftClientError {
   override name = 'TransferRejectedError';
   readonly reason: RejectionReason;
+  /** The ledger's own explanation, e.g. "balance 12 is less than the amount 50". */
+  readonly detail: string;
   readonly seq: number;
-  constructor(reason: RejectionReason, message: string, seq: number) {
-    super('REJECTED', `transfer rejected (${reason}): ${message}`);
+  constructor(reason: RejectionReason, detail: string, seq: number) {
+    super('REJECTED', `transfer rejected (${reason}): ${detail}`);
     this.reason = reason;
+    this.detail = detail;
     this.seq = seq;
   }
 }
