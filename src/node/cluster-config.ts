@@ -6,7 +6,12 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { peerIdFromString } from '@libp2p/peer-id';
-import { DEFAULT_PROTOCOL_CONFIG, type ProtocolConfig, validateProtocolConfig } from '../protocol/config.ts';
+import {
+  DEFAULT_PROTOCOL_CONFIG,
+  PROTOCOL_SETTINGS,
+  type ProtocolConfig,
+  validateProtocolConfig,
+} from '../protocol/config.ts';
 import { bytesEqual, fromHex } from '../util/bytes.ts';
 import { JsonNumber, type JsonObject, type JsonValue, parseStrictJson } from '../util/strict-json.ts';
 
@@ -115,18 +120,6 @@ class Reader {
   }
 }
 
-const PROTOCOL_FIELDS = [
-  'checkpointInterval',
-  'watermarkWindow',
-  'batchSizeMax',
-  'pipelineDepthMax',
-  'viewChangeTimeoutTicks',
-  'viewChangeTimeoutMaxTicks',
-  'retransmitIntervalTicks',
-  'pendingRequestsMax',
-  'clientTableMax',
-] as const;
-
 export function parseClusterConfig(text: string, path: string): ClusterConfig {
   const file = path;
   const reader = new Reader(file);
@@ -184,9 +177,11 @@ export function parseClusterConfig(text: string, path: string): ClusterConfig {
   if (keys.size !== replicas.length) reader.fail('replicas', 'must have distinct public keys');
 
   const protocolJson =
-    top['protocol'] === undefined ? {} : reader.object(top['protocol'], 'protocol', [], [...PROTOCOL_FIELDS]);
+    top['protocol'] === undefined
+      ? {}
+      : reader.object(top['protocol'], 'protocol', [], [...PROTOCOL_SETTINGS]);
   const protocol: ProtocolConfig = { replicaCount: replicas.length, ...DEFAULT_CLUSTER_PROTOCOL };
-  for (const key of PROTOCOL_FIELDS) {
+  for (const key of PROTOCOL_SETTINGS) {
     if (protocolJson[key] !== undefined)
       protocol[key] = reader.integer(protocolJson[key], `protocol.${key}`, 1);
   }

@@ -43,23 +43,25 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/** Every setting besides replicaCount; each is a positive integer (cluster.json's "protocol"). */
+export const PROTOCOL_SETTINGS = [
+  'checkpointInterval',
+  'watermarkWindow',
+  'batchSizeMax',
+  'pipelineDepthMax',
+  'viewChangeTimeoutTicks',
+  'viewChangeTimeoutMaxTicks',
+  'retransmitIntervalTicks',
+  'pendingRequestsMax',
+  'clientTableMax',
+] as const satisfies readonly (keyof ProtocolConfig)[];
+
 export function validateProtocolConfig(config: ProtocolConfig): void {
   const { replicaCount: n } = config;
   if (!Number.isInteger(n) || n < 4 || n > REPLICAS_MAX || (n - 1) % 3 !== 0) {
     throw new ConfigError(`replicaCount must be 3f+1 with f >= 1 (4, 7, 10, ...), got ${n}`);
   }
-  const positive: (keyof ProtocolConfig)[] = [
-    'checkpointInterval',
-    'watermarkWindow',
-    'batchSizeMax',
-    'pipelineDepthMax',
-    'viewChangeTimeoutTicks',
-    'viewChangeTimeoutMaxTicks',
-    'retransmitIntervalTicks',
-    'pendingRequestsMax',
-    'clientTableMax',
-  ];
-  for (const key of positive) {
+  for (const key of PROTOCOL_SETTINGS) {
     const value = config[key];
     if (!Number.isSafeInteger(value) || value <= 0)
       throw new ConfigError(`${key} must be a positive integer`);
