@@ -8,6 +8,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { PbftClient, PbftClientError, TransferRejectedError } from '../client/client.ts';
 import { generateSeed, KeyFileError, readKeyFile, writeKeyFile } from '../crypto/index.ts';
 import { GenesisError } from '../ledger/index.ts';
+import { BYZANTINE_BEHAVIOURS, type ByzantineBehaviour, isByzantineBehaviour } from '../byzantine/strategies.ts';
 import { ConfigFileError, readClusterConfig } from '../node/cluster-config.ts';
 import { StorageError } from '../storage/level.ts';
 import {
@@ -40,6 +41,16 @@ function addressArgument(value: string): string {
   if (!/^[0-9a-f]{64}$/.test(value))
     throw new InvalidArgumentError('an address is 64 lowercase hex characters');
   return value;
+}
+
+/** Parses INDEX:BEHAVIOUR and collects repeated --byzantine options. */
+function byzantineAssignment(value: string, previous: Map<number, ByzantineBehaviour>): Map<number, ByzantineBehaviour> {
+  const match = /^(\d+):([a-z-]+)$/.exec(value);
+  const behaviour = match?.[2];
+  if (match === null || behaviour === undefined || !isByzantineBehaviour(behaviour)) {
+    throw new InvalidArgumentError(`expected INDEX:BEHAVIOUR with BEHAVIOUR one of ${BYZANTINE_BEHAVIOURS.join(', ')}`);
+  }
+  return new Map(previous).set(Number(match[1]), behaviour);
 }
 
 function counterFileFor(keyFile: string): string {
@@ -118,7 +129,13 @@ testnet
   .description('run every replica of a testnet as a child process; Ctrl-C stops them')
   .option('--dir <dir>', 'folder of the testnet', 'testnet')
   .option('--init', 'create the testnet first if it does not exist', false)
-  .action(async (options: { dir: string; init: boolean }) => {
+  .option(
+    '--byzantine <index:behaviour>',
+    `make replica INDEX lie (repeatable; testnets only): ${BYZANTINE_BEHAVIOURS.join(', ')}`,
+    byzantineAssignment,
+    new Map<number, ByzantineBehaviour>(),
+  )
+  .action(async (options: { dir: string; init: boolean; byzantine: Map<number, ByzantineBehaviour> }) => {
     const clusterFile = join(options.dir, 'cluster.json');
     if (!existsSync(clusterFile)) {
       if (!options.init)
@@ -138,7 +155,18 @@ testnet
         process.stdout.write(`  ${account.name.padEnd(6)} ${account.address}  ${account.file}\n`);
     }
     const cluster = await readClusterConfig(clusterFile);
-    await startTestnet(cluster, { dir: options.dir, out: (line) => process.stdout.write(`${line}\n`) });
+    if (options.byzantine.size > 0 && !cluster.testnet) {
+      throw new CliError(EXIT_CONFIG, `${cluster.path}: field "testnet" is false, so --byzantine is refused`);
+    }
+    if (options.byzantine.size > cluster.f) {
+      process.stderr.write(`pbft: warning: ${options.byzantine.size} liars exceed f = ${cluster.f}; PBFT promises nothing then\n`);
+    }
+    const extraArgs = new Map<number, string[]>();
+    for (const [index, behaviour] of options.byzantine) {
+      if (index >= cluster.replicas.length) throw new CliError(EXIT_USAGE, `--byzantine ${index}:${behaviour}: no replica ${index}`);
+      extraArgs.set(index, ['--byzantine', behaviour]);
+    }
+    await startTestnet(cluster, { dir: options.dir, extraArgs, out: (line) => process.stdout.write(`${line}\n`) });
   });
 
 program
@@ -151,11 +179,13 @@ program
       .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace'])
       .default('info'),
   )
-  .action(async (options: { home: string; cluster?: string; logLevel: string }) => {
+  .addOption(new Option('--byzantine <behaviour>', 'run as a lying replica (testnets only)').choices([...BYZANTINE_BEHAVIOURS]))
+  .action(async (options: { home: string; cluster?: string; logLevel: string; byzantine?: ByzantineBehaviour }) => {
     const { startReplica } = await import('../node/replica-node.ts');
     const node = await startReplica({
       home: options.home,
       ...(options.cluster === undefined ? {} : { cluster: options.cluster }),
+      ...(options.byzantine === undefined ? {} : { byzantine: options.byzantine }),
       logLevel: options.logLevel,
     });
     await new Promise<void>((resolveStop) => {

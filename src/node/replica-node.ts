@@ -29,7 +29,16 @@ import { LevelStorage } from '../storage/level.ts';
 import type { ReplicaStorage } from '../storage/storage.ts';
 import { type ClientSession, createReplicaTransport, type ReplicaTransport } from '../transport/index.ts';
 import { fromHex, toHex } from '../util/bytes.ts';
-import { type ClusterConfig, readClusterConfig } from './cluster-config.ts';
+import { randomInt } from 'node:crypto';
+import {
+  type ByzantineBehaviour,
+  type ByzantineContext,
+  type ByzantineStrategy,
+  createStrategy,
+  type Payload,
+} from '../byzantine/strategies.ts';
+import { Random } from '../util/random.ts';
+import { type ClusterConfig, ConfigFileError, readClusterConfig } from './cluster-config.ts';
 
 /** Most inputs stepped before one storage write: group commit amortises the fsync. */
 const INBOX_BATCH_MAX = 512;
@@ -45,6 +54,8 @@ const CATCH_UP_TICKS_MAX = 1_000;
 export interface StartReplicaOptions {
   /** The replica's home folder: key.json and data/ (LevelDB). */
   home: string;
+  /** Run as a liar (demonstrations and tests); refused unless cluster.json says testnet. */
+  byzantine?: ByzantineBehaviour;
   /** cluster.json, or its path (default: ../cluster.json next to the home folder). */
   cluster?: ClusterConfig | string;
   logger?: Logger;
@@ -94,6 +105,11 @@ export async function startReplica(options: StartReplicaOptions): Promise<Replic
       `${join(options.home, 'key.json')}: public key ${key.publicKeyHex} is not a replica of ${cluster.path}`,
     );
   }
+  if (options.byzantine !== undefined && !cluster.testnet) {
+    throw new ConfigFileError(
+      `${cluster.path}: field "testnet" is false, so --byzantine ${options.byzantine} is refused (lying replicas are for testnets only)`,
+    );
+  }
   const genesis = parseGenesis(await readFile(cluster.genesisPath, 'utf8'), cluster.genesisPath);
   // Synchronous writes: a replica's log must never lag behind what it did (kill -9 loses nothing),
   // and at the default level it writes a few lines per checkpoint, not per request.
@@ -102,6 +118,8 @@ export async function startReplica(options: StartReplicaOptions): Promise<Replic
   ).child({ replica: self.id });
   const storage = await LevelStorage.open(join(options.home, 'data'));
   try {
+    const liar = options.byzantine === undefined ? null : createStrategy(options.byzantine);
+    if (liar !== null) logger.warn({ behaviour: liar.behaviour }, 'this replica LIES: it runs a Byzantine strategy');
     const runtime = new ReplicaRuntime(
       cluster,
       self.id,
@@ -110,6 +128,7 @@ export async function startReplica(options: StartReplicaOptions): Promise<Replic
       genesis,
       storage,
       logger,
+      liar,
     );
     await runtime.start(await storage.load());
     return runtime;
@@ -137,6 +156,10 @@ class ReplicaRuntime implements ReplicaNode {
   private ticksIssued = 0;
   private clockStartMs = 0;
   private readonly createCore: (durable: DurableState) => Replica;
+  /** A Byzantine strategy rewriting what this replica sends (testnets only), or null. */
+  private readonly liar: ByzantineStrategy | null;
+  private readonly liarRandom = new Random(randomInt(0, 2 ** 47));
+  private readonly sign: (bytes: Uint8Array) => Uint8Array;
 
   constructor(
     cluster: ClusterConfig,
@@ -146,7 +169,10 @@ class ReplicaRuntime implements ReplicaNode {
     genesis: Genesis,
     storage: ReplicaStorage,
     logger: Logger,
+    liar: ByzantineStrategy | null,
   ) {
+    this.liar = liar;
+    this.sign = (bytes) => signer.sign(bytes);
     this.cluster = cluster;
     this.id = id;
     this.storage = storage;
@@ -258,6 +284,7 @@ class ReplicaRuntime implements ReplicaNode {
       this.logger.debug({ from, type: message.type, rejection }, 'message rejected at the edge');
       return;
     }
+    this.liar?.observe(message);
     this.enqueue({ kind: 'message', message });
   }
 
@@ -348,7 +375,7 @@ class ReplicaRuntime implements ReplicaNode {
         const readies = inputs.map((input) => this.step(input));
         const persist = readies.flatMap((ready) => ready.persist);
         if (persist.length > 0) await this.storage.apply(persist);
-        for (const ready of readies) this.deliver(ready);
+        readies.forEach((ready, index) => this.deliver(ready, inputs[index]!));
       }
     } catch (error) {
       // A failed write or a broken invariant: stop loudly rather than sign from an unknown state.
@@ -358,6 +385,28 @@ class ReplicaRuntime implements ReplicaNode {
     } finally {
       this.draining = null;
     }
+  }
+
+  private otherReplicas(): number[] {
+    return this.cluster.replicas.map((replica) => replica.id).filter((id) => id !== this.id);
+  }
+
+  private sendPayload(to: number, payload: Payload): void {
+    this.transport.sendToReplica(to, payload instanceof Uint8Array ? payload : encodeMessage(payload));
+  }
+
+  private liarContext(): ByzantineContext {
+    return {
+      id: this.id,
+      replicaCount: this.cluster.replicas.length,
+      view: this.core.currentView,
+      lowWatermark: this.core.lowWatermark,
+      watermarkWindow: this.cluster.protocol.watermarkWindow,
+      checkpointInterval: this.cluster.protocol.checkpointInterval,
+      random: this.liarRandom,
+      sign: this.sign,
+      sha256,
+    };
   }
 
   private step(input: Input): Ready {
@@ -371,14 +420,21 @@ class ReplicaRuntime implements ReplicaNode {
     }
   }
 
-  private deliver(ready: Ready): void {
+  private deliver(ready: Ready, input: Input): void {
     for (const outbound of ready.send) {
-      const frame = encodeMessage(outbound.message);
-      if (outbound.to === 'all') {
-        for (const replica of this.cluster.replicas)
-          if (replica.id !== this.id) this.transport.sendToReplica(replica.id, frame);
+      const targets = outbound.to === 'all' ? this.otherReplicas() : [outbound.to];
+      if (this.liar === null) {
+        const frame = encodeMessage(outbound.message);
+        for (const to of targets) this.transport.sendToReplica(to, frame);
       } else {
-        this.transport.sendToReplica(outbound.to, frame);
+        for (const to of targets) {
+          for (const payload of this.liar.outgoing(outbound.message, to, this.liarContext())) this.sendPayload(to, payload);
+        }
+      }
+    }
+    if (this.liar !== null && input.kind === 'tick') {
+      for (const { to, payload } of this.liar.onTick(this.liarContext())) {
+        for (const target of to === 'all' ? this.otherReplicas() : [to]) this.sendPayload(target, payload);
       }
     }
     for (const batch of ready.executed) {

@@ -3,7 +3,7 @@
  * drawn from the seed, and may be dropped, duplicated or overtaken by later packets. Links can be
  * cut in one direction (asymmetric partition) or both (symmetric partition).
  */
-import type { Random } from './random.ts';
+import type { Random } from '../util/random.ts';
 
 /** A network endpoint: a replica id, or a client index offset past the replicas. */
 export type NodeId = number;

@@ -42,7 +42,7 @@ import { toHex } from '../util/bytes.ts';
 import { InvariantCheckers, type Violation } from './checkers.ts';
 import { EventQueue } from './event-queue.ts';
 import { type NetworkFaults, type NodeId, PacketNetwork } from './network.ts';
-import { Random } from './random.ts';
+import { Random } from '../util/random.ts';
 import { type SignatureScheme, type SimulationCrypto, signatureScheme } from './sim-crypto.ts';
 
 /** Virtual milliseconds per protocol tick. */

@@ -1,6 +1,7 @@
 /**
- * The simulator's only source of randomness: one seed drives every choice, so a seed replays a run
- * exactly. xoroshiro128+ from pure-rand (the generator behind fast-check).
+ * A seeded pseudo-random generator: xoroshiro128+ from pure-rand (the generator behind fast-check).
+ * The simulator's only source of randomness (one seed drives every choice, so a seed replays a run
+ * exactly), and the dice of lying replicas in a testnet.
  */
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
 import { xoroshiro128plusFromState } from 'pure-rand/generator/xoroshiro128plus';

@@ -1,0 +1,106 @@
+/**
+ * Lying replicas on real processes: `pbft node --byzantine` runs a simulator strategy inside a real
+ * replica. An equivocating primary is voted out and the cluster keeps committing; outside a
+ * testnet the flag is refused.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { PbftClient, readKeyFile } from '../../src/index.ts';
+
+const run = promisify(execFile);
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'pbft.js');
+const BASE_PORT = 21_000 + (process.pid % 50) * 10;
+let dir = '';
+const children: ChildProcess[] = [];
+
+interface ClusterJson {
+  testnet: boolean;
+  protocol: Record<string, number>;
+}
+
+async function setCluster(change: (cluster: ClusterJson) => void): Promise<void> {
+  const file = join(dir, 'cluster.json');
+  const cluster = JSON.parse(await readFile(file, 'utf8')) as ClusterJson;
+  change(cluster);
+  await writeFile(file, JSON.stringify(cluster, null, 2));
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'pbft-byzantine-'));
+  await run(process.execPath, [
+    BIN,
+    'testnet',
+    'init',
+    '--dir',
+    dir,
+    '--base-port',
+    String(BASE_PORT),
+    '--accounts',
+    '2',
+  ]);
+  // Short view-change timeouts so that the lying primary is replaced quickly.
+  await setCluster((cluster) => {
+    cluster.protocol['viewChangeTimeoutTicks'] = 50;
+  });
+});
+
+afterAll(async () => {
+  for (const child of children) child.kill('SIGKILL');
+  if (dir !== '') await rm(dir, { recursive: true, force: true });
+});
+
+it('an equivocating primary is replaced and transfers keep committing', async () => {
+  for (let id = 0; id < 4; id++) {
+    const liar = id === 0 ? ['--byzantine', 'equivocate'] : [];
+    children.push(
+      spawn(process.execPath, [BIN, 'node', '--home', join(dir, `replica-${id}`), ...liar], {
+        stdio: 'ignore',
+      }),
+    );
+  }
+  const bob = readKeyFile(join(dir, 'accounts', 'bob.json'));
+  let client: PbftClient | null = null;
+  for (let attempt = 0; client === null && attempt < 50; attempt++) {
+    client = await PbftClient.connect({
+      cluster: join(dir, 'cluster.json'),
+      key: readKeyFile(join(dir, 'accounts', 'alice.json')),
+      counterFile: join(dir, 'alice.counter'),
+      timeoutMs: 30_000,
+    }).catch(() => null);
+    if (client === null) await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  expect(client).not.toBeNull();
+  try {
+    const receipts = [];
+    for (let i = 0; i < 5; i++) receipts.push(await client!.transfer(bob.publicKeyHex, 10));
+    expect(receipts.map((receipt) => receipt.status)).toEqual(Array(5).fill('ok'));
+    // The honest replicas left view 0, whose primary lied.
+    expect(receipts.at(-1)!.view).toBeGreaterThanOrEqual(1);
+    const balance = await client!.balance(bob.publicKeyHex);
+    expect(balance.balance).toBe(1_000_000 + 50);
+  } finally {
+    await client?.close();
+  }
+}, 90_000);
+
+it('refuses --byzantine outside a testnet, naming the file and field', async () => {
+  await setCluster((cluster) => {
+    cluster.testnet = false;
+  });
+  const failure = await run(process.execPath, [
+    BIN,
+    'node',
+    '--home',
+    join(dir, 'replica-1'),
+    '--byzantine',
+    'silent',
+  ]).catch((error: { code: number; stderr: string }) => error);
+  expect(failure).toMatchObject({ code: 3 });
+  expect((failure as { stderr: string }).stderr).toMatch(
+    /cluster\.json: field "testnet" is false, so --byzantine silent is refused/,
+  );
+}, 30_000);
