@@ -5,10 +5,14 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import {
+  BYZANTINE_BEHAVIOURS,
+  type ByzantineBehaviour,
+  isByzantineBehaviour,
+} from '../byzantine/strategies.ts';
 import { PbftClient, PbftClientError, TransferRejectedError } from '../client/client.ts';
 import { generateSeed, KeyFileError, readKeyFile, writeKeyFile } from '../crypto/index.ts';
 import { GenesisError } from '../ledger/index.ts';
-import { BYZANTINE_BEHAVIOURS, type ByzantineBehaviour, isByzantineBehaviour } from '../byzantine/strategies.ts';
 import { ConfigFileError, readClusterConfig } from '../node/cluster-config.ts';
 import { StorageError } from '../storage/level.ts';
 import {
@@ -44,11 +48,16 @@ function addressArgument(value: string): string {
 }
 
 /** Parses INDEX:BEHAVIOUR and collects repeated --byzantine options. */
-function byzantineAssignment(value: string, previous: Map<number, ByzantineBehaviour>): Map<number, ByzantineBehaviour> {
+function byzantineAssignment(
+  value: string,
+  previous: Map<number, ByzantineBehaviour>,
+): Map<number, ByzantineBehaviour> {
   const match = /^(\d+):([a-z-]+)$/.exec(value);
   const behaviour = match?.[2];
   if (match === null || behaviour === undefined || !isByzantineBehaviour(behaviour)) {
-    throw new InvalidArgumentError(`expected INDEX:BEHAVIOUR with BEHAVIOUR one of ${BYZANTINE_BEHAVIOURS.join(', ')}`);
+    throw new InvalidArgumentError(
+      `expected INDEX:BEHAVIOUR with BEHAVIOUR one of ${BYZANTINE_BEHAVIOURS.join(', ')}`,
+    );
   }
   return new Map(previous).set(Number(match[1]), behaviour);
 }
@@ -159,14 +168,21 @@ testnet
       throw new CliError(EXIT_CONFIG, `${cluster.path}: field "testnet" is false, so --byzantine is refused`);
     }
     if (options.byzantine.size > cluster.f) {
-      process.stderr.write(`pbft: warning: ${options.byzantine.size} liars exceed f = ${cluster.f}; PBFT promises nothing then\n`);
+      process.stderr.write(
+        `pbft: warning: ${options.byzantine.size} liars exceed f = ${cluster.f}; PBFT promises nothing then\n`,
+      );
     }
     const extraArgs = new Map<number, string[]>();
     for (const [index, behaviour] of options.byzantine) {
-      if (index >= cluster.replicas.length) throw new CliError(EXIT_USAGE, `--byzantine ${index}:${behaviour}: no replica ${index}`);
+      if (index >= cluster.replicas.length)
+        throw new CliError(EXIT_USAGE, `--byzantine ${index}:${behaviour}: no replica ${index}`);
       extraArgs.set(index, ['--byzantine', behaviour]);
     }
-    await startTestnet(cluster, { dir: options.dir, extraArgs, out: (line) => process.stdout.write(`${line}\n`) });
+    await startTestnet(cluster, {
+      dir: options.dir,
+      extraArgs,
+      out: (line) => process.stdout.write(`${line}\n`),
+    });
   });
 
 program
@@ -179,23 +195,29 @@ program
       .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace'])
       .default('info'),
   )
-  .addOption(new Option('--byzantine <behaviour>', 'run as a lying replica (testnets only)').choices([...BYZANTINE_BEHAVIOURS]))
-  .action(async (options: { home: string; cluster?: string; logLevel: string; byzantine?: ByzantineBehaviour }) => {
-    const { startReplica } = await import('../node/replica-node.ts');
-    const node = await startReplica({
-      home: options.home,
-      ...(options.cluster === undefined ? {} : { cluster: options.cluster }),
-      ...(options.byzantine === undefined ? {} : { byzantine: options.byzantine }),
-      logLevel: options.logLevel,
-    });
-    await new Promise<void>((resolveStop) => {
-      const stop = (): void => {
-        void node.stop().then(resolveStop);
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-    });
-  });
+  .addOption(
+    new Option('--byzantine <behaviour>', 'run as a lying replica (testnets only)').choices([
+      ...BYZANTINE_BEHAVIOURS,
+    ]),
+  )
+  .action(
+    async (options: { home: string; cluster?: string; logLevel: string; byzantine?: ByzantineBehaviour }) => {
+      const { startReplica } = await import('../node/replica-node.ts');
+      const node = await startReplica({
+        home: options.home,
+        ...(options.cluster === undefined ? {} : { cluster: options.cluster }),
+        ...(options.byzantine === undefined ? {} : { byzantine: options.byzantine }),
+        logLevel: options.logLevel,
+      });
+      await new Promise<void>((resolveStop) => {
+        const stop = (): void => {
+          void node.stop().then(resolveStop);
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+    },
+  );
 
 program
   .command('transfer')

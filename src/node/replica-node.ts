@@ -4,9 +4,18 @@
  * stepped through the core. Each batch of steps is handled in the Ready order: persist everything
  * (one synced LevelDB batch), then send, then deliver replies. Ticks come from a monotonic clock.
  */
+
+import { randomInt } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
+import {
+  type ByzantineBehaviour,
+  type ByzantineContext,
+  type ByzantineStrategy,
+  createStrategy,
+  type Payload,
+} from '../byzantine/strategies.ts';
 import { type CodecError, FRAME_SIZE_MAX_BYTES } from '../codec/cbor.ts';
 import { BoundedCache } from '../crypto/bounded-cache.ts';
 import { createVerifier, readKeyFile, sha256 } from '../crypto/index.ts';
@@ -29,14 +38,6 @@ import { LevelStorage } from '../storage/level.ts';
 import type { ReplicaStorage } from '../storage/storage.ts';
 import { type ClientSession, createReplicaTransport, type ReplicaTransport } from '../transport/index.ts';
 import { fromHex, toHex } from '../util/bytes.ts';
-import { randomInt } from 'node:crypto';
-import {
-  type ByzantineBehaviour,
-  type ByzantineContext,
-  type ByzantineStrategy,
-  createStrategy,
-  type Payload,
-} from '../byzantine/strategies.ts';
 import { Random } from '../util/random.ts';
 import { type ClusterConfig, ConfigFileError, readClusterConfig } from './cluster-config.ts';
 
@@ -119,7 +120,8 @@ export async function startReplica(options: StartReplicaOptions): Promise<Replic
   const storage = await LevelStorage.open(join(options.home, 'data'));
   try {
     const liar = options.byzantine === undefined ? null : createStrategy(options.byzantine);
-    if (liar !== null) logger.warn({ behaviour: liar.behaviour }, 'this replica LIES: it runs a Byzantine strategy');
+    if (liar !== null)
+      logger.warn({ behaviour: liar.behaviour }, 'this replica LIES: it runs a Byzantine strategy');
     const runtime = new ReplicaRuntime(
       cluster,
       self.id,
@@ -375,7 +377,7 @@ class ReplicaRuntime implements ReplicaNode {
         const readies = inputs.map((input) => this.step(input));
         const persist = readies.flatMap((ready) => ready.persist);
         if (persist.length > 0) await this.storage.apply(persist);
-        readies.forEach((ready, index) => this.deliver(ready, inputs[index]!));
+        for (const [index, ready] of readies.entries()) this.deliver(ready, inputs[index]!);
       }
     } catch (error) {
       // A failed write or a broken invariant: stop loudly rather than sign from an unknown state.
@@ -428,7 +430,8 @@ class ReplicaRuntime implements ReplicaNode {
         for (const to of targets) this.transport.sendToReplica(to, frame);
       } else {
         for (const to of targets) {
-          for (const payload of this.liar.outgoing(outbound.message, to, this.liarContext())) this.sendPayload(to, payload);
+          for (const payload of this.liar.outgoing(outbound.message, to, this.liarContext()))
+            this.sendPayload(to, payload);
         }
       }
     }

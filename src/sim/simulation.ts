@@ -39,10 +39,10 @@ import { type Ready, Replica } from '../protocol/replica.ts';
 import { type VerifiedSignatureCache, verifyMessageSignatures } from '../protocol/verify.ts';
 import { InvariantError } from '../util/assert.ts';
 import { toHex } from '../util/bytes.ts';
+import { Random } from '../util/random.ts';
 import { InvariantCheckers, type Violation } from './checkers.ts';
 import { EventQueue } from './event-queue.ts';
 import { type NetworkFaults, type NodeId, PacketNetwork } from './network.ts';
-import { Random } from '../util/random.ts';
 import { type SignatureScheme, type SimulationCrypto, signatureScheme } from './sim-crypto.ts';
 
 /** Virtual milliseconds per protocol tick. */
