@@ -204,7 +204,7 @@ export function formatStatusLine(report: ReplicaStatusReport): string {
   const role = report.primary === report.id ? 'primary' : 'backup ';
   const phase = report.viewChangeInProgress ? ' (view change)' : '';
   return (
-    `replica ${report.id}  ${role} view ${report.view}${phase}  executed ${report.lastExecuted}  ` +
-    `stable checkpoint ${report.stableCheckpoint}  peers ${report.peersConnected}`
+    `replica ${report.id}  ${role} view ${report.view}${phase}  executed ${report.lastExecuted}` +
+    `${report.lag ? ` (lag ${report.lag})` : ''}  stable checkpoint ${report.stableCheckpoint}  peers ${report.peersConnected}`
   );
 }

@@ -19,6 +19,7 @@ import {
   type RejectionReason,
 } from '../ledger/index.ts';
 import { type ClusterConfig, readClusterConfig } from '../node/cluster-config.ts';
+import { metricsUrl } from '../node/metrics.ts';
 import {
   CLIENT_FRAME_SIZE_MAX_BYTES,
   decodeReplicaToClient,
@@ -103,6 +104,10 @@ export interface BalanceAnswer {
 export interface ReplicaStatusReport {
   id: number;
   reachable: boolean;
+  /** Where the replica serves Prometheus metrics (from cluster.json), if it does. */
+  metricsUrl?: string;
+  /** How many sequence numbers it has executed fewer than the most advanced reachable replica. */
+  lag?: number;
   view?: number;
   primary?: number;
   viewChangeInProgress?: boolean;
@@ -439,9 +444,13 @@ export class PbftClient {
       },
       () => this.broadcast(frame),
     ).catch(() => undefined);
-    return this.cluster.replicas.map(
-      (replica) => reports.get(replica.id) ?? { id: replica.id, reachable: false },
-    );
+    const best = Math.max(0, ...[...reports.values()].map((report) => report.lastExecuted ?? 0));
+    return this.cluster.replicas.map((replica) => {
+      const report = reports.get(replica.id);
+      const metrics = replica.metricsPort === 0 ? {} : { metricsUrl: metricsUrl(replica.metricsPort) };
+      if (report === undefined) return { id: replica.id, reachable: false, ...metrics };
+      return { ...report, lag: best - (report.lastExecuted ?? 0), ...metrics };
+    });
   }
 
   async close(): Promise<void> {

@@ -37,4 +37,8 @@ export class BoundedCache<Key, Value> {
     }
     this.#entries.set(key, value);
   }
+
+  delete(key: Key): boolean {
+    return this.#entries.delete(key);
+  }
 }

@@ -27,7 +27,7 @@ import {
   encodeClientFrame,
 } from '../protocol/client-protocol.ts';
 import type { DurableState } from '../protocol/durable.ts';
-import { decodeMessage, encodeMessage, type Message } from '../protocol/messages.ts';
+import { decodeMessage, encodeMessage, type Message, type RequestBody } from '../protocol/messages.ts';
 import { type Ready, Replica } from '../protocol/replica.ts';
 import {
   type VerifiedSignatureCache,
@@ -40,6 +40,7 @@ import { type ClientSession, createReplicaTransport, type ReplicaTransport } fro
 import { fromHex, toHex } from '../util/bytes.ts';
 import { Random } from '../util/random.ts';
 import { type ClusterConfig, ConfigFileError, readClusterConfig } from './cluster-config.ts';
+import { ReplicaMetrics } from './metrics.ts';
 
 /** Most inputs stepped before one storage write: group commit amortises the fsync. */
 const INBOX_BATCH_MAX = 512;
@@ -51,6 +52,8 @@ const VERIFIED_SIGNATURES_MAX = 200_000;
 const CLIENT_SESSIONS_MAX = 10_000;
 /** After a long pause (SIGSTOP, GC) at most this many ticks are delivered at once. */
 const CATCH_UP_TICKS_MAX = 1_000;
+/** Arrival times kept for the commit-latency histogram (requests not yet executed). */
+const ARRIVALS_TRACKED_MAX = 100_000;
 
 export interface StartReplicaOptions {
   /** The replica's home folder: key.json and data/ (LevelDB). */
@@ -150,6 +153,9 @@ class ReplicaRuntime implements ReplicaNode {
   private readonly replicaKeys: Uint8Array[];
   private readonly transport: ReplicaTransport;
   private readonly clientSessions = new BoundedCache<string, ClientSession>(CLIENT_SESSIONS_MAX);
+  readonly metrics = new ReplicaMetrics();
+  /** client:t → when the request first reached this replica (performance.now(), ms). */
+  private readonly arrivals = new BoundedCache<string, number>(ARRIVALS_TRACKED_MAX);
   private core!: Replica;
   private inbox: Input[] = [];
   private draining: Promise<void> | null = null;
@@ -224,11 +230,12 @@ class ReplicaRuntime implements ReplicaNode {
       'replica state loaded',
     );
     await this.transport.start();
+    const metricsUrl = await this.metrics.serve(this.cluster.replicas[this.id]!.metricsPort);
     this.enqueue({ kind: 'start' });
     this.clockStartMs = performance.now();
     this.tickTimer = setInterval(() => this.issueTicks(), this.cluster.runtime.tickMs);
     this.logger.info(
-      { peerId: this.peerId, listen: this.cluster.replicas[this.id]!.multiaddrs },
+      { peerId: this.peerId, listen: this.cluster.replicas[this.id]!.multiaddrs, metricsUrl },
       'replica started',
     );
   }
@@ -253,6 +260,7 @@ class ReplicaRuntime implements ReplicaNode {
     await this.transport.stop();
     await this.draining;
     await this.storage.close();
+    await this.metrics.close();
     this.logger.info({ lastExecuted: this.core.lastExecutedSeq }, 'replica stopped');
   }
 
@@ -274,6 +282,7 @@ class ReplicaRuntime implements ReplicaNode {
       message = decodeMessage(frame);
     } catch (error) {
       this.logger.debug({ from, code: (error as CodecError).code }, 'undecodable frame from replica');
+      this.metrics.invalidMessages.inc({ reason: (error as CodecError).code ?? 'undecodable' });
       return;
     }
     if (message.type === 'reply') return;
@@ -284,8 +293,11 @@ class ReplicaRuntime implements ReplicaNode {
     });
     if (rejection !== null) {
       this.logger.debug({ from, type: message.type, rejection }, 'message rejected at the edge');
+      this.metrics.invalidMessages.inc({ reason: rejection });
       return;
     }
+    this.metrics.messagesReceived.inc({ type: message.type });
+    if (message.type === 'request') this.noteArrival(message.request.body);
     this.liar?.observe(message);
     this.enqueue({ kind: 'message', message });
   }
@@ -306,6 +318,7 @@ class ReplicaRuntime implements ReplicaNode {
       case 'request':
         if (!verifyRequestSignature(input.request, this.verifier)) {
           this.logger.debug({ session: session.id }, 'client request with a bad signature');
+          this.metrics.invalidMessages.inc({ reason: 'bad-signature' });
           const { client, t } = input.request.body;
           session.send(
             encodeClientFrame({
@@ -319,6 +332,8 @@ class ReplicaRuntime implements ReplicaNode {
           return;
         }
         this.clientSessions.set(toHex(input.request.body.client), session);
+        this.metrics.messagesReceived.inc({ type: 'request' });
+        this.noteArrival(input.request.body);
         this.enqueue({ kind: 'message', message: input });
         return;
       case 'query': {
@@ -376,8 +391,13 @@ class ReplicaRuntime implements ReplicaNode {
         const inputs = this.inbox.splice(0, INBOX_BATCH_MAX);
         const readies = inputs.map((input) => this.step(input));
         const persist = readies.flatMap((ready) => ready.persist);
-        if (persist.length > 0) await this.storage.apply(persist);
+        if (persist.length > 0) {
+          const endTimer = this.metrics.storageWrite.startTimer();
+          await this.storage.apply(persist);
+          endTimer();
+        }
         for (const [index, ready] of readies.entries()) this.deliver(ready, inputs[index]!);
+        this.updateGauges();
       }
     } catch (error) {
       // A failed write or a broken invariant: stop loudly rather than sign from an unknown state.
@@ -387,6 +407,23 @@ class ReplicaRuntime implements ReplicaNode {
     } finally {
       this.draining = null;
     }
+  }
+
+  private noteArrival(body: RequestBody): void {
+    const key = `${toHex(body.client)}:${body.t}`;
+    if (this.arrivals.get(key) === undefined) this.arrivals.set(key, performance.now());
+  }
+
+  private updateGauges(): void {
+    const status = this.status();
+    this.metrics.view.set(status.view);
+    this.metrics.primary.set(status.primary);
+    this.metrics.viewChangeInProgress.set(status.viewChangeInProgress ? 1 : 0);
+    this.metrics.lastExecutedSeq.set(status.lastExecuted);
+    this.metrics.stableCheckpoint.set(status.stableCheckpoint);
+    this.metrics.lowWatermark.set(this.core.lowWatermark);
+    this.metrics.requestsInFlight.set(this.core.pendingRequestCount);
+    this.metrics.peersConnected.set(status.peersConnected);
   }
 
   private otherReplicas(): number[] {
@@ -425,6 +462,7 @@ class ReplicaRuntime implements ReplicaNode {
   private deliver(ready: Ready, input: Input): void {
     for (const outbound of ready.send) {
       const targets = outbound.to === 'all' ? this.otherReplicas() : [outbound.to];
+      this.metrics.messagesSent.inc({ type: outbound.message.type }, targets.length);
       if (this.liar === null) {
         const frame = encodeMessage(outbound.message);
         for (const to of targets) this.transport.sendToReplica(to, frame);
@@ -441,6 +479,15 @@ class ReplicaRuntime implements ReplicaNode {
       }
     }
     for (const batch of ready.executed) {
+      this.metrics.batchSize.observe(batch.requests.length);
+      const nowMs = performance.now();
+      for (const { request } of batch.requests) {
+        const key = `${toHex(request.body.client)}:${request.body.t}`;
+        const arrivedMs = this.arrivals.get(key);
+        if (arrivedMs === undefined) continue;
+        this.metrics.commitLatency.observe((nowMs - arrivedMs) / 1000);
+        this.arrivals.delete(key);
+      }
       this.logger.debug(
         { view: batch.view, seq: batch.seq, requests: batch.requests.length },
         'batch executed',
@@ -460,7 +507,10 @@ class ReplicaRuntime implements ReplicaNode {
         );
         continue;
       }
+      if (event.type === 'view-change-started') this.metrics.viewChanges.inc({ reason: event.reason });
+      if (event.type === 'state-transferred') this.metrics.stateTransfers.inc();
       if (event.type === 'message-rejected') {
+        this.metrics.invalidMessages.inc({ reason: event.reason });
         this.logger.debug(
           { view: this.core.currentView, type: event.messageType, reason: event.reason },
           'message rejected',

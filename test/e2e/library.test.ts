@@ -19,6 +19,23 @@ import { type RequestBody, signBody } from '../../src/protocol/messages.ts';
 import { createClientTransport } from '../../src/transport/index.ts';
 
 const BASE_PORT = 19_000 + (process.pid % 50) * 8;
+const METRIC_NAMES = [
+  'pbft_view',
+  'pbft_primary',
+  'pbft_last_executed_seq',
+  'pbft_stable_checkpoint',
+  'pbft_low_watermark',
+  'pbft_requests_in_flight',
+  'pbft_batch_size',
+  'pbft_commit_latency_seconds',
+  'pbft_view_changes_total',
+  'pbft_messages_received_total',
+  'pbft_messages_sent_total',
+  'pbft_invalid_messages_total',
+  'pbft_peers_connected',
+  'pbft_state_transfers_total',
+  'pbft_storage_write_seconds',
+];
 let dir = '';
 afterAll(async () => {
   if (dir !== '') await rm(dir, { recursive: true, force: true });
@@ -46,6 +63,17 @@ it('embeds four replicas and a client: import { PbftClient, startReplica } from 
     const balance = await client.balance(bob.publicKeyHex);
     expect(balance).toMatchObject({ balance: 1_000_025, exists: true });
     expect(replicas.map((replica) => replica.status().lastExecuted)).toContain(receipt.seq);
+
+    // Every replica serves the operator's metrics on its loopback port, and status names the URL.
+    const reports = await client.status();
+    for (const report of reports) {
+      expect(report.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+      const text = await (await fetch(report.metricsUrl!)).text();
+      for (const name of METRIC_NAMES)
+        expect(text, `${name} on replica ${report.id}`).toContain(`# TYPE ${name} `);
+      expect(text).toMatch(/^pbft_peers_connected 3$/m);
+      expect(Number(/^pbft_last_executed_seq (\d+)$/m.exec(text)?.[1])).toBe(report.lastExecuted);
+    }
 
     // Bad input gets a clear answer. A client whose counter file was lost reuses request numbers:
     // f+1 replicas refuse them, and nothing executes twice.

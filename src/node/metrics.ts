@@ -1,0 +1,132 @@
+/**
+ * Prometheus metrics of one replica (prom-client), served on a loopback port. Each replica has its
+ * own registry, so several replicas can run in one process (as the library allows).
+ */
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Batch sizes are counted in requests; buckets up to the largest batch the protocol allows. */
+const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+/** Commit latency from a request's arrival at this replica to its execution. */
+const COMMIT_LATENCY_BUCKETS_SECONDS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10];
+const STORAGE_WRITE_BUCKETS_SECONDS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5];
+
+export class ReplicaMetrics {
+  readonly registry = new Registry();
+  readonly view = new Gauge({ name: 'pbft_view', help: 'Current view', registers: [this.registry] });
+  readonly primary = new Gauge({
+    name: 'pbft_primary',
+    help: 'Primary of the current view',
+    registers: [this.registry],
+  });
+  readonly viewChangeInProgress = new Gauge({
+    name: 'pbft_view_change_in_progress',
+    help: '1 while this replica waits for a NEW-VIEW',
+    registers: [this.registry],
+  });
+  readonly lastExecutedSeq = new Gauge({
+    name: 'pbft_last_executed_seq',
+    help: 'Highest sequence number executed',
+    registers: [this.registry],
+  });
+  readonly stableCheckpoint = new Gauge({
+    name: 'pbft_stable_checkpoint',
+    help: 'Sequence number of the stable checkpoint',
+    registers: [this.registry],
+  });
+  readonly lowWatermark = new Gauge({
+    name: 'pbft_low_watermark',
+    help: 'Low watermark h',
+    registers: [this.registry],
+  });
+  readonly requestsInFlight = new Gauge({
+    name: 'pbft_requests_in_flight',
+    help: 'Requests received and not yet executed',
+    registers: [this.registry],
+  });
+  readonly peersConnected = new Gauge({
+    name: 'pbft_peers_connected',
+    help: 'Other replicas this replica has an open link to',
+    registers: [this.registry],
+  });
+  readonly batchSize = new Histogram({
+    name: 'pbft_batch_size',
+    help: 'Requests per executed batch',
+    buckets: BATCH_SIZE_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly commitLatency = new Histogram({
+    name: 'pbft_commit_latency_seconds',
+    help: "Time from a request's arrival at this replica to its execution",
+    buckets: COMMIT_LATENCY_BUCKETS_SECONDS,
+    registers: [this.registry],
+  });
+  readonly storageWrite = new Histogram({
+    name: 'pbft_storage_write_seconds',
+    help: 'Duration of one synced storage batch',
+    buckets: STORAGE_WRITE_BUCKETS_SECONDS,
+    registers: [this.registry],
+  });
+  readonly viewChanges = new Counter({
+    name: 'pbft_view_changes_total',
+    help: 'View changes this replica started, by reason',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly messagesReceived = new Counter({
+    name: 'pbft_messages_received_total',
+    help: 'Authenticated messages received, by type',
+    labelNames: ['type'],
+    registers: [this.registry],
+  });
+  readonly messagesSent = new Counter({
+    name: 'pbft_messages_sent_total',
+    help: 'Messages sent to other replicas, by type',
+    labelNames: ['type'],
+    registers: [this.registry],
+  });
+  readonly invalidMessages = new Counter({
+    name: 'pbft_invalid_messages_total',
+    help: 'Messages rejected at the edge or by a protocol rule, by reason',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly stateTransfers = new Counter({
+    name: 'pbft_state_transfers_total',
+    help: 'State transfers completed',
+    registers: [this.registry],
+  });
+
+  private server: Server | null = null;
+
+  /** Serve GET /metrics on 127.0.0.1:port (port 0 = do not serve). Returns the URL, if any. */
+  async serve(port: number): Promise<string | null> {
+    if (port === 0) return null;
+    const server = createServer((request, response) => {
+      if (request.method !== 'GET' || request.url !== '/metrics') {
+        response.writeHead(404).end();
+        return;
+      }
+      this.registry.metrics().then(
+        (text) => response.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
+        () => response.writeHead(500).end(),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+    this.server = server;
+    return metricsUrl(port);
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+export function metricsUrl(port: number): string {
+  return `http://127.0.0.1:${port}/metrics`;
+}
