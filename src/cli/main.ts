@@ -13,7 +13,7 @@ import {
 import { PbftClient, PbftClientError, TransferRejectedError } from '../client/client.ts';
 import { generateSeed, KeyFileError, readKeyFile, writeKeyFile } from '../crypto/index.ts';
 import { GenesisError } from '../ledger/index.ts';
-import { ConfigFileError, readClusterConfig } from '../node/cluster-config.ts';
+import { ConfigFileError, LOG_LEVELS, readClusterConfig } from '../node/cluster-config.ts';
 import { StorageError } from '../storage/level.ts';
 import {
   CliError,
@@ -191,9 +191,10 @@ program
   .requiredOption('--home <dir>', 'the replica home (key.json, data/)')
   .option('--cluster <file>', 'cluster.json (default: HOME/../cluster.json)')
   .addOption(
-    new Option('--log-level <level>', 'log level')
-      .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace'])
-      .default('info'),
+    new Option(
+      '--log-level <level>',
+      "log level (default: cluster.json's runtime.logLevel, else info)",
+    ).choices([...LOG_LEVELS]),
   )
   .addOption(
     new Option('--byzantine <behaviour>', 'run as a lying replica (testnets only)').choices([
@@ -201,13 +202,18 @@ program
     ]),
   )
   .action(
-    async (options: { home: string; cluster?: string; logLevel: string; byzantine?: ByzantineBehaviour }) => {
+    async (options: {
+      home: string;
+      cluster?: string;
+      logLevel?: string;
+      byzantine?: ByzantineBehaviour;
+    }) => {
       const { startReplica } = await import('../node/replica-node.ts');
       const node = await startReplica({
         home: options.home,
         ...(options.cluster === undefined ? {} : { cluster: options.cluster }),
         ...(options.byzantine === undefined ? {} : { byzantine: options.byzantine }),
-        logLevel: options.logLevel,
+        ...(options.logLevel === undefined ? {} : { logLevel: options.logLevel }),
       });
       await new Promise<void>((resolveStop) => {
         const stop = (): void => {

@@ -28,9 +28,14 @@ export interface ClusterReplica {
   metricsPort: number;
 }
 
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 export interface RuntimeSettings {
   /** Milliseconds per protocol tick. */
   tickMs: number;
+  /** Replica log level (a replica's --log-level overrides it). */
+  logLevel: LogLevel;
   /** Per client connection. */
   clientFramesPerSecondMax: number;
 }
@@ -49,7 +54,11 @@ export interface ClusterConfig {
   path: string;
 }
 
-export const DEFAULT_RUNTIME_SETTINGS: RuntimeSettings = { tickMs: 10, clientFramesPerSecondMax: 2_000 };
+export const DEFAULT_RUNTIME_SETTINGS: RuntimeSettings = {
+  tickMs: 10,
+  logLevel: 'info',
+  clientFramesPerSecondMax: 2_000,
+};
 
 /** Production-leaning defaults for real clusters: ticks of 10 ms. */
 export const DEFAULT_CLUSTER_PROTOCOL: Omit<ProtocolConfig, 'replicaCount'> = {
@@ -118,6 +127,13 @@ class Reader {
     if (!Array.isArray(value)) this.fail(field, 'must be an array');
     return value;
   }
+}
+
+function logLevelOf(reader: Reader, value: JsonValue): LogLevel {
+  const level = reader.string(value, 'runtime.logLevel');
+  if (!(LOG_LEVELS as readonly string[]).includes(level))
+    reader.fail('runtime.logLevel', `must be one of ${LOG_LEVELS.join(', ')}`);
+  return level as LogLevel;
 }
 
 export function parseClusterConfig(text: string, path: string): ClusterConfig {
@@ -193,12 +209,16 @@ export function parseClusterConfig(text: string, path: string): ClusterConfig {
   const runtimeJson =
     top['runtime'] === undefined
       ? {}
-      : reader.object(top['runtime'], 'runtime', [], ['tickMs', 'clientFramesPerSecondMax']);
+      : reader.object(top['runtime'], 'runtime', [], ['tickMs', 'logLevel', 'clientFramesPerSecondMax']);
   const runtime: RuntimeSettings = {
     tickMs:
       runtimeJson['tickMs'] === undefined
         ? DEFAULT_RUNTIME_SETTINGS.tickMs
         : reader.integer(runtimeJson['tickMs'], 'runtime.tickMs', 1, 10_000),
+    logLevel:
+      runtimeJson['logLevel'] === undefined
+        ? DEFAULT_RUNTIME_SETTINGS.logLevel
+        : logLevelOf(reader, runtimeJson['logLevel']),
     clientFramesPerSecondMax:
       runtimeJson['clientFramesPerSecondMax'] === undefined
         ? DEFAULT_RUNTIME_SETTINGS.clientFramesPerSecondMax

@@ -9,6 +9,7 @@ import { randomInt } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
+import pretty from 'pino-pretty';
 import {
   type ByzantineBehaviour,
   type ByzantineContext,
@@ -97,6 +98,18 @@ class SignatureCache implements VerifiedSignatureCache {
   }
 }
 
+/**
+ * JSON lines by default (one file per replica in a testnet), readable colour on a terminal.
+ * Synchronous writes: a replica's log must never lag behind what it did (kill -9 loses nothing),
+ * and at the default level it writes a few lines per checkpoint, not per request.
+ */
+function createLogger(level: string): Logger {
+  const destination = process.stdout.isTTY
+    ? pretty({ colorize: true, sync: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' })
+    : pino.destination({ dest: 1, sync: true });
+  return pino({ level }, destination);
+}
+
 export async function startReplica(options: StartReplicaOptions): Promise<ReplicaNode> {
   const cluster =
     typeof options.cluster === 'object'
@@ -115,11 +128,9 @@ export async function startReplica(options: StartReplicaOptions): Promise<Replic
     );
   }
   const genesis = parseGenesis(await readFile(cluster.genesisPath, 'utf8'), cluster.genesisPath);
-  // Synchronous writes: a replica's log must never lag behind what it did (kill -9 loses nothing),
-  // and at the default level it writes a few lines per checkpoint, not per request.
-  const logger = (
-    options.logger ?? pino({ level: options.logLevel ?? 'info' }, pino.destination({ dest: 1, sync: true }))
-  ).child({ replica: self.id });
+  const logger = (options.logger ?? createLogger(options.logLevel ?? cluster.runtime.logLevel)).child({
+    replica: self.id,
+  });
   const storage = await LevelStorage.open(join(options.home, 'data'));
   try {
     const liar = options.byzantine === undefined ? null : createStrategy(options.byzantine);
