@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ByzantineBehaviour } from '../../src/byzantine/strategies.ts';
-import { PbftClient, readKeyFile } from '../../src/index.ts';
+import { readKeyFile } from '../../src/index.ts';
+import { connectWhenUp } from './helpers.ts';
 
 const run = promisify(execFile);
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'pbft.js');
@@ -72,16 +73,7 @@ describe('lying replicas on real processes', () => {
         );
       }
       const bob = readKeyFile(join(dir, 'accounts', 'bob.json'));
-      let client: PbftClient | null = null;
-      for (let attempt = 0; client === null && attempt < 50; attempt++) {
-        client = await PbftClient.connect({
-          cluster: clusterFile,
-          key: readKeyFile(join(dir, 'accounts', 'alice.json')),
-          counterFile: join(dir, 'alice.counter'),
-          timeoutMs: 30_000,
-        }).catch(() => null);
-        if (client === null) await new Promise((resolve) => setTimeout(resolve, 200));
-      }
+      const client = await connectWhenUp(dir, 'alice');
       expect(client, 'cluster reachable').not.toBeNull();
       cleanup.push(async () => client?.close());
       for (let i = 0; i < TRANSFERS; i++) {

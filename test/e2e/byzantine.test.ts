@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { PbftClient, readKeyFile } from '../../src/index.ts';
+import { readKeyFile } from '../../src/index.ts';
+import { connectWhenUp } from './helpers.ts';
 
 const run = promisify(execFile);
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'pbft.js');
@@ -63,16 +64,7 @@ it('an equivocating primary is replaced and transfers keep committing', async ()
     );
   }
   const bob = readKeyFile(join(dir, 'accounts', 'bob.json'));
-  let client: PbftClient | null = null;
-  for (let attempt = 0; client === null && attempt < 50; attempt++) {
-    client = await PbftClient.connect({
-      cluster: join(dir, 'cluster.json'),
-      key: readKeyFile(join(dir, 'accounts', 'alice.json')),
-      counterFile: join(dir, 'alice.counter'),
-      timeoutMs: 30_000,
-    }).catch(() => null);
-    if (client === null) await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  const client = await connectWhenUp(dir, 'alice');
   expect(client).not.toBeNull();
   try {
     const receipts = [];
