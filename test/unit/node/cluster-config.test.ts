@@ -1,9 +1,18 @@
 /**
  * cluster.json is parsed strictly: a malformed file gets one line naming the file and the field.
  */
+
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateSeed, publicKeyFromSeed } from '../../../src/crypto/index.ts';
-import { ConfigFileError, parseClusterConfig } from '../../../src/node/cluster-config.ts';
+import { parseGenesis } from '../../../src/ledger/index.ts';
+import {
+  ConfigFileError,
+  DEFAULT_CLUSTER_PROTOCOL,
+  DEFAULT_RUNTIME_SETTINGS,
+  parseClusterConfig,
+} from '../../../src/node/cluster-config.ts';
 import { peerIdFromSeed } from '../../../src/transport/index.ts';
 import { toHex } from '../../../src/util/bytes.ts';
 
@@ -34,6 +43,21 @@ function errorOf(text: string): string {
 }
 
 describe('cluster.json', () => {
+  it('the example in configs/ parses and carries the defaults', async () => {
+    const path = join(import.meta.dirname, '..', '..', '..', 'configs', 'cluster.example.json');
+    const config = parseClusterConfig(await readFile(path, 'utf8'), path);
+    expect(config.replicas).toHaveLength(3 * config.f + 1);
+    const { replicaCount, ...protocol } = config.protocol;
+    expect(replicaCount).toBe(config.replicas.length);
+    expect(protocol).toEqual(DEFAULT_CLUSTER_PROTOCOL);
+    expect(config.runtime).toEqual(DEFAULT_RUNTIME_SETTINGS);
+    const genesisText = await readFile(
+      config.genesisPath.replace(/genesis\.json$/, 'genesis.example.json'),
+      'utf8',
+    );
+    expect(parseGenesis(genesisText, 'genesis.example.json').accounts.length).toBeGreaterThan(0);
+  });
+
   it('parses a valid file with protocol defaults filled in', async () => {
     const config = parseClusterConfig(JSON.stringify(await validCluster()), '/etc/pbft/cluster.json');
     expect(config.replicas).toHaveLength(4);
