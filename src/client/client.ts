@@ -427,6 +427,37 @@ export class PbftClient {
     return balanceAnswer(result, address, 'ordered');
   }
 
+  /**
+   * Each replica's own answer for the balance of `address`, unvoted: for audits that compare
+   * replicas (a chaos run checks that every correct replica holds the same balances). A faulty
+   * replica can answer anything here; use `balance` for an answer you can trust.
+   */
+  async balanceByReplica(
+    address: string,
+    timeoutMs = CONNECT_TIMEOUT_MS,
+  ): Promise<Map<number, BalanceAnswer>> {
+    await this.connectAll();
+    const op = encodeOperation({ type: 'balance', address: fromHex(address) });
+    const id = this.nextQueryId++;
+    const frame = encodeClientFrame({ type: 'query', id, op });
+    const answers = new Map<number, BalanceAnswer>();
+    await this.collect(
+      'per-replica balance query',
+      timeoutMs,
+      (replica, message) => {
+        if (message.type !== 'query-result' || message.id !== id) return undefined;
+        try {
+          answers.set(replica, balanceAnswer(decodeResult(message.result), address, 'query'));
+        } catch {
+          return undefined; // an undecodable or failed answer counts as no answer
+        }
+        return answers.size === this.connections.size ? true : undefined;
+      },
+      () => this.broadcast(frame),
+    ).catch(() => undefined);
+    return answers;
+  }
+
   /** Ask every replica for its status; unreachable replicas are reported as such. */
   async status(timeoutMs = CONNECT_TIMEOUT_MS): Promise<ReplicaStatusReport[]> {
     await this.connectAll();

@@ -101,13 +101,13 @@ export class FrameWriter {
       while (this.#stream === stream && this.#queue.length > 0) {
         if (stream.writeStatus !== 'writable') return;
         if (stream.writableNeedsDrain) {
-          await stream.onDrain();
+          await drained(stream);
           continue;
         }
         const frames = this.#queue.take(BATCH_SIZE_MAX_BYTES);
         const accepted = stream.send(encodeFrames(frames));
         this.#options.onBatchSent?.(frames.length);
-        if (!accepted) await stream.onDrain();
+        if (!accepted) await drained(stream);
       }
     } catch (error) {
       this.#options.onWriteError(stream, error);
@@ -117,6 +117,25 @@ export class FrameWriter {
     // Frames may have been queued for a stream attached while this flush was waiting on the old one.
     if (this.#stream !== stream) this.#scheduleFlush();
   }
+}
+
+/**
+ * Resolves when `stream` can take more bytes, or has closed. Not `stream.onDrain()`: in
+ * @libp2p/utils 7.4.1 it keeps handing out its first promise, already resolved, after the first
+ * drain, so a writer that waits on it under backpressure spins on microtasks and starves the event
+ * loop (a replica froze at 100% CPU when a peer was killed under load). Re-check on upgrade.
+ */
+function drained(stream: Stream): Promise<void> {
+  if (!stream.writableNeedsDrain) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stream.removeEventListener('drain', done);
+      stream.removeEventListener('close', done);
+      resolve();
+    };
+    stream.addEventListener('drain', done);
+    stream.addEventListener('close', done);
+  });
 }
 
 export interface FrameReaderOptions {

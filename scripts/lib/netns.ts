@@ -1,0 +1,206 @@
+/**
+ * Separate network namespaces for the replicas of a chaos run, so that faults hit real links:
+ *
+ *   root namespace (the chaos runner and its clients)
+ *     bridge <prefix>br 10.231.X.1/24
+ *       ├─ veth <prefix>h0 ── namespace <prefix>-0: <prefix>n0 10.231.X.10  (replica 0)
+ *       ├─ veth <prefix>h1 ── namespace <prefix>-1: <prefix>n1 10.231.X.11  (replica 1)
+ *       …
+ *
+ * A partition takes a replica's link down (it hears nobody and nobody hears it); a throttle puts a
+ * token-bucket filter (tbf) on both ends of its link; delay and loss use tc netem when the kernel
+ * has it. Everything needs root and iproute2; `probeNetns` says why not when it cannot work, and
+ * the chaos runner skips the network faults then.
+ */
+import { execFileSync } from 'node:child_process';
+
+/** A slow link: 512 kbit/s with at most 100 ms of queue, after which packets are dropped. */
+const THROTTLE_TBF = ['rate', '512kbit', 'burst', '16kbit', 'latency', '100ms'];
+/** netem: 80 ± 40 ms of delay. */
+const NETEM_DELAY = ['delay', '80ms', '40ms'];
+/** netem: 15% of packets lost (TCP retransmits them, so the link is slow and bursty, not dead). */
+const NETEM_LOSS = ['loss', '15%'];
+
+export type LinkFault = 'partition' | 'throttle' | 'delay' | 'loss';
+
+export interface NetnsSupport {
+  /** Namespaces, veth pairs and bridges work: partitions and throttles are possible. */
+  namespaces: boolean;
+  /** tc netem is in the kernel: delay and loss are possible. */
+  netem: boolean;
+  /** Why something is unavailable, in one line each. */
+  reasons: string[];
+}
+
+function ip(...args: string[]): void {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+function tc(...args: string[]): void {
+  execFileSync('tc', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+function quiet(action: () => void): void {
+  try {
+    action();
+  } catch {
+    // cleanup of something that may not exist
+  }
+}
+
+function errorLine(error: unknown): string {
+  const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
+  return (stderr !== undefined && stderr !== '' ? stderr : (error as Error).message).split('\n')[0]!;
+}
+
+/** Try the operations the chaos runner needs on a scratch namespace, and report what works. */
+export function probeNetns(): NetnsSupport {
+  const reasons: string[] = [];
+  if (process.getuid?.() !== 0) {
+    return { namespaces: false, netem: false, reasons: ['network faults need root (ip netns, tc)'] };
+  }
+  // Short names: Linux interface names are at most 15 characters.
+  const name = `pp${process.pid % 100_000}`;
+  let namespaces = false;
+  let netem = false;
+  try {
+    ip('netns', 'add', name);
+    ip('link', 'add', `${name}a`, 'type', 'veth', 'peer', 'name', `${name}b`);
+    ip('link', 'add', `${name}br`, 'type', 'bridge');
+    namespaces = true;
+    try {
+      tc('qdisc', 'add', 'dev', `${name}a`, 'root', 'netem', ...NETEM_DELAY);
+      netem = true;
+    } catch (error) {
+      reasons.push(`tc netem is unavailable (${errorLine(error)}): delay and loss faults are skipped`);
+    }
+  } catch (error) {
+    reasons.push(`network namespaces are unavailable (${errorLine(error)}): network faults are skipped`);
+  } finally {
+    quiet(() => ip('link', 'del', `${name}a`));
+    quiet(() => ip('link', 'del', `${name}br`));
+    quiet(() => ip('netns', 'del', name));
+  }
+  return { namespaces, netem, reasons };
+}
+
+/** One namespace per replica on a private bridge; `teardown` removes all of it. */
+export class ReplicaNetwork {
+  readonly prefix: string;
+  readonly subnet: string;
+  readonly count: number;
+  private readonly faults = new Map<number, LinkFault>();
+
+  constructor(count: number) {
+    // Short names: Linux interface names are at most 15 characters.
+    this.prefix = `pc${process.pid % 100_000}`;
+    this.subnet = `10.231.${process.pid % 250}`;
+    this.count = count;
+  }
+
+  get bridge(): string {
+    return `${this.prefix}br`;
+  }
+
+  namespace(id: number): string {
+    return `${this.prefix}-${id}`;
+  }
+
+  hostOf(id: number): string {
+    return `${this.subnet}.${10 + id}`;
+  }
+
+  /** The command prefix that runs a program inside replica `id`'s namespace. */
+  launcherOf(id: number): string[] {
+    return ['ip', 'netns', 'exec', this.namespace(id)];
+  }
+
+  private hostEnd(id: number): string {
+    return `${this.prefix}h${id}`;
+  }
+
+  private namespaceEnd(id: number): string {
+    return `${this.prefix}n${id}`;
+  }
+
+  setup(): void {
+    this.teardown();
+    ip('link', 'add', this.bridge, 'type', 'bridge');
+    ip('addr', 'add', `${this.subnet}.1/24`, 'dev', this.bridge);
+    ip('link', 'set', this.bridge, 'up');
+    for (let id = 0; id < this.count; id++) {
+      const ns = this.namespace(id);
+      ip('netns', 'add', ns);
+      ip('link', 'add', this.hostEnd(id), 'type', 'veth', 'peer', 'name', this.namespaceEnd(id));
+      ip('link', 'set', this.namespaceEnd(id), 'netns', ns);
+      ip('link', 'set', this.hostEnd(id), 'master', this.bridge);
+      ip('link', 'set', this.hostEnd(id), 'up');
+      ip('netns', 'exec', ns, 'ip', 'addr', 'add', `${this.hostOf(id)}/24`, 'dev', this.namespaceEnd(id));
+      ip('netns', 'exec', ns, 'ip', 'link', 'set', this.namespaceEnd(id), 'up');
+      ip('netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up');
+    }
+  }
+
+  /** Put `fault` on replica `id`'s link (replacing any fault already there). */
+  inject(id: number, fault: LinkFault): void {
+    this.heal(id);
+    const host = this.hostEnd(id);
+    const inner = [
+      'netns',
+      'exec',
+      this.namespace(id),
+      'tc',
+      'qdisc',
+      'add',
+      'dev',
+      this.namespaceEnd(id),
+      'root',
+    ];
+    switch (fault) {
+      case 'partition':
+        ip('link', 'set', host, 'down');
+        break;
+      case 'throttle':
+        tc('qdisc', 'add', 'dev', host, 'root', 'tbf', ...THROTTLE_TBF);
+        ip(...inner, 'tbf', ...THROTTLE_TBF);
+        break;
+      case 'delay':
+        tc('qdisc', 'add', 'dev', host, 'root', 'netem', ...NETEM_DELAY);
+        ip(...inner, 'netem', ...NETEM_DELAY);
+        break;
+      case 'loss':
+        tc('qdisc', 'add', 'dev', host, 'root', 'netem', ...NETEM_LOSS);
+        ip(...inner, 'netem', ...NETEM_LOSS);
+        break;
+    }
+    this.faults.set(id, fault);
+  }
+
+  heal(id: number): void {
+    const fault = this.faults.get(id);
+    if (fault === undefined) return;
+    this.faults.delete(id);
+    if (fault === 'partition') {
+      ip('link', 'set', this.hostEnd(id), 'up');
+      return;
+    }
+    quiet(() => tc('qdisc', 'del', 'dev', this.hostEnd(id), 'root'));
+    quiet(() =>
+      ip('netns', 'exec', this.namespace(id), 'tc', 'qdisc', 'del', 'dev', this.namespaceEnd(id), 'root'),
+    );
+  }
+
+  healAll(): void {
+    for (const id of [...this.faults.keys()]) this.heal(id);
+  }
+
+  /** Remove the bridge, the veth pairs and the namespaces (safe to call twice). */
+  teardown(): void {
+    for (let id = 0; id < this.count; id++) {
+      quiet(() => ip('link', 'del', this.hostEnd(id)));
+      quiet(() => ip('netns', 'del', this.namespace(id)));
+    }
+    quiet(() => ip('link', 'del', this.bridge));
+    this.faults.clear();
+  }
+}
