@@ -96,7 +96,7 @@ const seed = integerOption(values.seed, 'seed', randomInt(0, SEED_RANDOM_MAX), 0
 const durationMs = integerOption(values.duration, 'duration', 60, 1) * 1_000;
 const clientCount = integerOption(values.clients, 'clients', replicaCount, 1);
 const recoveryMaxMs = integerOption(values['recovery-max'], 'recovery-max', 60, 1) * 1_000;
-const basePort = integerOption(values['base-port'], 'base-port', 27_000 + (process.pid % 100) * 20, 1_024);
+const basePort = integerOption(values['base-port'], 'base-port', 25_000 + (process.pid % 90) * 20, 1_024);
 const requestedClasses = (values.faults ?? FAULT_CLASSES.join(',')).split(',').map((name) => name.trim());
 for (const name of requestedClasses) {
   if (!isFaultClass(name)) usage(`unknown fault "${name}"; faults are ${FAULT_CLASSES.join(', ')}`);
@@ -164,6 +164,8 @@ interface EpisodeRecord {
   durationMs: number;
   /** From healing until every load client had a transfer acknowledged again. */
   recoveryMs: number | null;
+  /** The longest time no client had a transfer acknowledged, from the fault until recovery. */
+  longestStallMs: number;
 }
 
 async function main(): Promise<number> {
@@ -222,6 +224,13 @@ async function main(): Promise<number> {
   );
 
   // Load: client i moves 1 unit at a time from account i to its own sink, account clientCount + i.
+  // The longest gap between two acknowledgements (of any client) since the last reset.
+  let lastAnyAckAtMs = performance.now();
+  let longestStallMs = 0;
+  const noteAck = (atMs: number): void => {
+    longestStallMs = Math.max(longestStallMs, atMs - lastAnyAckAtMs);
+    lastAnyAckAtMs = atMs;
+  };
   const records: LoadClientRecord[] = [];
   const lastAckAtMs: number[] = [];
   let stopLoad = false;
@@ -247,6 +256,7 @@ async function main(): Promise<number> {
             await client.transfer(record.sink, 1);
             record.acknowledged++;
             lastAckAtMs[index] = performance.now();
+            noteAck(lastAckAtMs[index]!);
           } catch (error) {
             if (error instanceof PbftClientError && error.code === 'TIMEOUT') record.unknown++;
             else if (error instanceof TransferRejectedError) {
@@ -288,6 +298,7 @@ async function main(): Promise<number> {
     await sleep(episode.gapMs);
     const targets = resolveTargets(episode.targets, await primaryNow(), replicaCount);
     say(`chaos: ${describeEpisode(episode)} → replicas ${targets.join(', ')}`);
+    longestStallMs = 0;
     await inject(running, episode, targets);
     await sleep(episode.durationMs);
     await heal(running, episode, targets);
@@ -299,14 +310,16 @@ async function main(): Promise<number> {
       replicas: targets,
       durationMs: episode.durationMs,
       recoveryMs: null,
+      longestStallMs: 0,
     };
     episodes.push(record);
     // Wait for every client to commit again before the next fault, so faults never pile up beyond f.
     record.recoveryMs = await waitForRecovery(healedAtMs);
+    record.longestStallMs = Math.round(Math.max(longestStallMs, performance.now() - lastAnyAckAtMs));
     say(
       record.recoveryMs === null
         ? `chaos: #${episode.index}: committing did not resume within ${recoveryMaxMs} ms (${describeStatus()})`
-        : `chaos: #${episode.index}: healed; every client committed again within ${Math.round(record.recoveryMs)} ms`,
+        : `chaos: #${episode.index}: healed; every client committed again within ${Math.round(record.recoveryMs)} ms (longest stall ${record.longestStallMs} ms)`,
     );
     if (record.recoveryMs === null) break;
   }
