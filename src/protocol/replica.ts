@@ -215,6 +215,13 @@ export class Replica {
 
   // Time.
   private ticks = 0;
+  /**
+   * When this replica last saw a sign that another one lags behind its execution (a FETCH-STATE or
+   * a VIEW-CHANGE from a replica whose state is older): an idle primary then pads to a checkpoint.
+   */
+  private lagSeenAtTick: number | null = null;
+  /** The last tick at which this replica proposed or executed a batch. */
+  private busyAtTick = 0;
   private timerTicksLeft: number | null = null;
   private timeoutTicks: number;
   private readonly newViewSentAtTick = new Map<ReplicaId, number>();
@@ -326,6 +333,7 @@ export class Replica {
       }
       if (this.ticks % this.config.retransmitIntervalTicks === 0) this.retransmit();
       this.checkStableCandidate();
+      this.padToCheckpointWhenIdle();
     });
   }
 
@@ -465,19 +473,51 @@ export class Replica {
         batch.push(request);
       }
       if (batch.length === 0) return;
-      this.lastAssigned = seq;
-      const prePrepare = this.signed<PrePrepareBody>({
-        type: 'pre-prepare',
-        view: this.view,
-        seq,
-        digest: batchDigest(batch, this.sha256),
-        replica: this.id,
-      });
-      const message: LogMessage = { type: 'pre-prepare', prePrepare, batch };
-      this.entry(seq).prePrepare = prePrepare;
-      this.entry(seq).batch = batch;
-      this.out.persist.push({ type: 'log', message });
-      this.broadcast(message);
+      this.assign(seq, batch);
+    }
+  }
+
+  /** Primary: send PRE-PREPARE for `batch` at `seq` (the next free sequence number). */
+  private assign(seq: number, batch: Signed<RequestBody>[]): void {
+    invariant(seq === this.lastAssigned + 1, 'sequence numbers are assigned in order');
+    this.lastAssigned = seq;
+    this.busyAtTick = this.ticks;
+    const prePrepare = this.signed<PrePrepareBody>({
+      type: 'pre-prepare',
+      view: this.view,
+      seq,
+      digest: batchDigest(batch, this.sha256),
+      replica: this.id,
+    });
+    const message: LogMessage = { type: 'pre-prepare', prePrepare, batch };
+    this.entry(seq).prePrepare = prePrepare;
+    this.entry(seq).batch = batch;
+    this.out.persist.push({ type: 'log', message });
+    this.broadcast(message);
+  }
+
+  /**
+   * Primary, idle for a retransmission interval, with a replica known to lag: fill the slots up to
+   * the next checkpoint with null requests (empty batches, as in a NEW-VIEW). An idle cluster would
+   * otherwise never certify its last few executions, and a replica that missed them while it sat in
+   * a view change of its own (it woke from a pause into a newer view than the others) could not
+   * catch up: it ignores the older view's messages, and state transfer needs a stable checkpoint
+   * that covers them. A liar can trigger this at most once per checkpoint interval of real work.
+   */
+  private padToCheckpointWhenIdle(): void {
+    if (this.lagSeenAtTick === null || !this.isPrimary || this.status !== 'normal') return;
+    const interval = this.config.checkpointInterval;
+    if (this.lastExecuted % interval === 0) {
+      this.lagSeenAtTick = null;
+      return;
+    }
+    if (this.queue.size > 0 || this.lastAssigned !== this.lastExecuted) return;
+    if (this.ticks - this.busyAtTick < this.config.retransmitIntervalTicks) return;
+    const boundary = Math.ceil(this.lastExecuted / interval) * interval;
+    while (this.lastAssigned < boundary) {
+      const seq = this.lastAssigned + 1;
+      if (!this.inWindow(seq) || seq - this.lastExecuted > this.config.pipelineDepthMax) return;
+      this.assign(seq, []);
     }
   }
 
@@ -678,6 +718,7 @@ export class Replica {
 
   private executeBatch(seq: number, view: number, digest: Uint8Array, batch: Signed<RequestBody>[]): void {
     invariant(seq === this.lastExecuted + 1, 'batches execute strictly in sequence order');
+    this.busyAtTick = this.ticks;
     const requests: ExecutedRequest[] = [];
     for (const request of batch) {
       const body = request.body;
@@ -908,6 +949,7 @@ export class Replica {
   private onFetchState(fetchState: Signed<FetchStateBody>): void {
     const { replica, lastExecuted, view } = fetchState.body;
     if (replica === this.id) return;
+    if (lastExecuted < this.lastExecuted) this.lagSeenAtTick = this.ticks;
     if (view < this.view) this.sendNewViewTo(replica, view);
     const missing = [...this.log.values()]
       .filter((entry) => entry.seq > lastExecuted)
@@ -1029,6 +1071,9 @@ export class Replica {
 
   private onViewChange(viewChange: Signed<ViewChangeBody>): void {
     const body = viewChange.body;
+    // A replica that wants a newer view than ours while its state is older may be stuck there
+    // alone (it woke from a pause, say) and can only catch up through a checkpoint.
+    if (body.newView > this.view && body.stableSeq < this.lastExecuted) this.lagSeenAtTick = this.ticks;
     if (body.newView <= this.view) {
       if (!this.sendNewViewTo(body.replica, body.newView) && body.newView < this.view) {
         this.sendOwnViewChangeTo(body.replica, body.newView);

@@ -209,3 +209,54 @@ describe('state transfer', () => {
     expect(cluster.sent.filter((e) => e.message.type === 'view-change')).toEqual([]);
   });
 });
+
+describe('catching up a replica stuck alone in a newer view', () => {
+  it('an idle primary pads to the next checkpoint with null requests when a lagging replica asks for a newer view, so the laggard catches up by state transfer', () => {
+    const cluster = new Cluster().start();
+    const K = cluster.config.checkpointInterval;
+    // Replicas 0-2 execute two requests that replica 3 never hears of.
+    for (let i = 0; i < 2; i++) {
+      cluster.submit(cluster.request(i));
+      cluster.deliverAll({ drop: (e) => e.to === 3 });
+    }
+    expect(cluster.replica(0).lastExecutedSeq).toBe(2);
+    expect(cluster.replica(3).lastExecutedSeq).toBe(0);
+
+    // Replica 3 alone times out on a request and moves to view 1; nobody else follows (f+1 rule).
+    cluster.submit(cluster.request(2), 3);
+    for (let i = 0; i < cluster.config.viewChangeTimeoutTicks; i++) cluster.tick(3);
+    expect(cluster.replica(3).currentStatus).toBe('view-change');
+    cluster.drop((e) => e.message.type === 'request');
+    cluster.deliverAll();
+    expect(cluster.replica(0).currentView).toBe(0);
+
+    // The others are idle. After a retransmission interval the primary fills seqs 3..K with empty
+    // batches; checkpoint K becomes stable and replica 3, still in its view change, fetches it.
+    let padded = 0;
+    for (let round = 0; round < 4 * cluster.config.retransmitIntervalTicks; round++) {
+      for (const id of [0, 1, 2, 3]) {
+        const ready = cluster.tick(id);
+        if (id === 0)
+          padded += sentOfType(ready, 'pre-prepare').filter((m) => m.message.batch.length === 0).length;
+      }
+      cluster.deliverAll();
+    }
+    expect(padded).toBe(K - 2);
+    for (const id of [0, 1, 2]) expect(cluster.replica(id).stableCheckpointSeq).toBe(K);
+    expect(cluster.replica(3).lastExecutedSeq).toBe(K);
+    expect(cluster.replica(3).stableStateDigest).toEqual(cluster.replica(0).stableStateDigest);
+    expect(cluster.events[3]).toContainEqual({ type: 'state-transferred', seq: K });
+  });
+
+  it('a primary pads nothing while no replica lags, and never beyond the next checkpoint', () => {
+    const cluster = new Cluster().start();
+    cluster.submit(cluster.request(0));
+    cluster.deliverAll();
+    for (let round = 0; round < 10 * cluster.config.retransmitIntervalTicks; round++) {
+      const ready = cluster.tick(0);
+      expect(sentOfType(ready, 'pre-prepare')).toEqual([]);
+      cluster.deliverAll();
+    }
+    expect(cluster.replica(0).lastExecutedSeq).toBe(1);
+  });
+});
