@@ -528,7 +528,7 @@ class ReplicaRuntime implements ReplicaNode {
         );
       } else {
         this.logger.info(
-          { view: this.core.currentView, lastExecuted: this.core.lastExecutedSeq, ...event },
+          { view: this.core.currentView, lastExecuted: this.core.lastExecutedSeq, ...hexBytes(event) },
           event.type,
         );
       }
@@ -537,6 +537,13 @@ class ReplicaRuntime implements ReplicaNode {
       this.clientSessions.get(toHex(client))?.send(encodeClientFrame({ type: 'reply', reply }));
     }
   }
+}
+
+/** Byte fields (digests, client keys) as hex: JSON would print a Uint8Array as an object of indices. */
+function hexBytes(fields: object): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(fields).map(([key, value]) => [key, value instanceof Uint8Array ? toHex(value) : value]),
+  );
 }
 
 export type { ClusterConfig };
