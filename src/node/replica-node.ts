@@ -27,13 +27,13 @@ import {
   decodeClientToReplica,
   encodeClientFrame,
 } from '../protocol/client-protocol.ts';
-import type { DurableState } from '../protocol/durable.ts';
+import { type DurableState, logMessageReplica, type PersistOp } from '../protocol/durable.ts';
 import { decodeMessage, encodeMessage, type Message, type RequestBody } from '../protocol/messages.ts';
 import { type Ready, Replica } from '../protocol/replica.ts';
 import {
+  type SignatureContext,
   type VerifiedSignatureCache,
   verifyMessageSignatures,
-  verifyRequestSignature,
 } from '../protocol/verify.ts';
 import { LevelStorage } from '../storage/level.ts';
 import type { ReplicaStorage } from '../storage/storage.ts';
@@ -162,6 +162,7 @@ class ReplicaRuntime implements ReplicaNode {
   private readonly verifier = createVerifier('native');
   private readonly verified = new SignatureCache();
   private readonly replicaKeys: Uint8Array[];
+  private readonly signatureContext: SignatureContext;
   private readonly transport: ReplicaTransport;
   private readonly clientSessions = new BoundedCache<string, ClientSession>(CLIENT_SESSIONS_MAX);
   readonly metrics = new ReplicaMetrics();
@@ -197,6 +198,11 @@ class ReplicaRuntime implements ReplicaNode {
     this.storage = storage;
     this.logger = logger;
     this.replicaKeys = cluster.replicas.map((replica) => fromHex(replica.publicKey));
+    this.signatureContext = {
+      verifier: this.verifier,
+      replicaKeys: this.replicaKeys,
+      cache: { verified: this.verified, sha256 },
+    };
     this.createCore = (durable) =>
       new Replica({
         id,
@@ -297,11 +303,7 @@ class ReplicaRuntime implements ReplicaNode {
       return;
     }
     if (message.type === 'reply') return;
-    const rejection = verifyMessageSignatures(message, {
-      verifier: this.verifier,
-      replicaKeys: this.replicaKeys,
-      cache: { verified: this.verified, sha256 },
-    });
+    const rejection = verifyMessageSignatures(message, this.signatureContext);
     if (rejection !== null) {
       this.logger.debug({ from, type: message.type, rejection }, 'message rejected at the edge');
       this.metrics.invalidMessages.inc({ reason: rejection });
@@ -327,7 +329,9 @@ class ReplicaRuntime implements ReplicaNode {
     }
     switch (input.type) {
       case 'request':
-        if (!verifyRequestSignature(input.request, this.verifier)) {
+        // Through the cache, like replica messages: the same request comes back inside the
+        // primary's PRE-PREPARE (at a backup) or again on a retry, and is verified only once.
+        if (verifyMessageSignatures(input, this.signatureContext) !== null) {
           this.logger.debug({ session: session.id }, 'client request with a bad signature');
           this.metrics.invalidMessages.inc({ reason: 'bad-signature' });
           const { client, t } = input.request.body;
@@ -399,15 +403,14 @@ class ReplicaRuntime implements ReplicaNode {
     await new Promise<void>((resolve) => setImmediate(resolve));
     try {
       while (this.inbox.length > 0) {
-        const inputs = this.inbox.splice(0, INBOX_BATCH_MAX);
-        const readies = inputs.map((input) => this.step(input));
-        const persist = readies.flatMap((ready) => ready.persist);
+        const steps = this.stepInputs(this.inbox.splice(0, INBOX_BATCH_MAX));
+        const persist = steps.flatMap(({ ready }) => ready.persist);
         if (persist.length > 0) {
           const endTimer = this.metrics.storageWrite.startTimer();
-          await this.storage.apply(persist);
+          await this.storage.apply(persist, { sync: persist.some((op) => this.mustSync(op)) });
           endTimer();
         }
-        for (const [index, ready] of readies.entries()) this.deliver(ready, inputs[index]!);
+        for (const { ready, kind } of steps) this.deliver(ready, kind);
         this.updateGauges();
       }
     } catch (error) {
@@ -418,6 +421,21 @@ class ReplicaRuntime implements ReplicaNode {
     } finally {
       this.draining = null;
     }
+  }
+
+  /**
+   * Whether `op` must be on disk (fsync) before anything stepped with it leaves this replica. Every
+   * message this replica signed must: after a crash it must remember what it said, or it could say
+   * something else. So must everything else the core persists (its view, prepared certificates,
+   * checkpoints). Other replicas' ordering messages need not: losing them to a power cut is the same
+   * as never having received them, which PBFT's retransmissions and state transfer cover, and what
+   * this replica executed on their strength was committed by 2f+1 replicas that each synced their
+   * own COMMIT. Leaving them unsynced takes the fsync off the last step of every request (receive
+   * the COMMITs, execute, reply); they still reach the operating system (a killed process loses
+   * nothing), and the next synced write makes them durable too.
+   */
+  private mustSync(op: PersistOp): boolean {
+    return op.type !== 'log' || logMessageReplica(op.message) === this.id;
   }
 
   private noteArrival(body: RequestBody): void {
@@ -459,18 +477,32 @@ class ReplicaRuntime implements ReplicaNode {
     };
   }
 
-  private step(input: Input): Ready {
-    switch (input.kind) {
-      case 'message':
-        return this.core.step(input.message);
-      case 'tick':
-        return this.core.tick();
-      case 'start':
-        return this.core.start();
+  /**
+   * Step inputs in arrival order. Consecutive messages go to the core together (`stepAll`), so the
+   * requests among them share a PRE-PREPARE: the batch grows with whatever arrived while the
+   * previous write was on its way to disk.
+   */
+  private stepInputs(inputs: readonly Input[]): Array<{ ready: Ready; kind: Input['kind'] }> {
+    const steps: Array<{ ready: Ready; kind: Input['kind'] }> = [];
+    let messages: Message[] = [];
+    const flushMessages = (): void => {
+      if (messages.length === 0) return;
+      steps.push({ ready: this.core.stepAll(messages), kind: 'message' });
+      messages = [];
+    };
+    for (const input of inputs) {
+      if (input.kind === 'message') {
+        messages.push(input.message);
+        continue;
+      }
+      flushMessages();
+      steps.push({ ready: input.kind === 'tick' ? this.core.tick() : this.core.start(), kind: input.kind });
     }
+    flushMessages();
+    return steps;
   }
 
-  private deliver(ready: Ready, input: Input): void {
+  private deliver(ready: Ready, kind: Input['kind']): void {
     for (const outbound of ready.send) {
       const targets = outbound.to === 'all' ? this.otherReplicas() : [outbound.to];
       this.metrics.messagesSent.inc({ type: outbound.message.type }, targets.length);
@@ -484,7 +516,7 @@ class ReplicaRuntime implements ReplicaNode {
         }
       }
     }
-    if (this.liar !== null && input.kind === 'tick') {
+    if (this.liar !== null && kind === 'tick') {
       for (const { to, payload } of this.liar.onTick(this.liarContext())) {
         for (const target of to === 'all' ? this.otherReplicas() : [to]) this.sendPayload(target, payload);
       }
@@ -539,11 +571,11 @@ class ReplicaRuntime implements ReplicaNode {
   }
 }
 
+export type { ClusterConfig };
+
 /** Byte fields (digests, client keys) as hex: JSON would print a Uint8Array as an object of indices. */
 function hexBytes(fields: object): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries(fields).map(([key, value]) => [key, value instanceof Uint8Array ? toHex(value) : value]),
   );
 }
-
-export type { ClusterConfig };

@@ -75,6 +75,18 @@ export function logMessageSeq(message: LogMessage): number {
   }
 }
 
+/** The replica that signed a log message. */
+export function logMessageReplica(message: LogMessage): number {
+  switch (message.type) {
+    case 'pre-prepare':
+      return message.prePrepare.body.replica;
+    case 'prepare':
+      return message.prepare.body.replica;
+    case 'commit':
+      return message.commit.body.replica;
+  }
+}
+
 export function logMessageView(message: LogMessage): number {
   switch (message.type) {
     case 'pre-prepare':

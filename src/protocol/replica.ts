@@ -175,6 +175,8 @@ export class Replica {
   private readonly stateMachine: StateMachine;
 
   private out: Ready = emptyReady();
+  /** True inside `stepAll`: requests queue up and are proposed together at its end. */
+  private proposalsDeferred = false;
 
   // View state.
   private view = 0;
@@ -320,6 +322,25 @@ export class Replica {
     return this.run(() => this.dispatch(message));
   }
 
+  /**
+   * Process authenticated messages that arrived together, as if stepped one by one, except that
+   * the primary proposes only once all of them are in: requests that arrive in one burst share one
+   * PRE-PREPARE instead of taking one sequence number each. This is the adaptive batching: under
+   * light load a burst is one request and goes out at once; under heavy load the runtime's bursts
+   * grow (requests pile up while it writes to disk) and so do the batches, up to batchSizeMax.
+   */
+  stepAll(messages: readonly Message[]): Ready {
+    return this.run(() => {
+      this.proposalsDeferred = true;
+      try {
+        for (const message of messages) this.dispatch(message);
+      } finally {
+        this.proposalsDeferred = false;
+      }
+      this.propose();
+    });
+  }
+
   /** Advance logical time by one tick. */
   tick(): Ready {
     return this.run(() => {
@@ -458,7 +479,7 @@ export class Replica {
 
   /** Primary: assign sequence numbers to queued requests while the window and pipeline allow. */
   private propose(): void {
-    if (!this.isPrimary) return;
+    if (!this.isPrimary || this.proposalsDeferred) return;
     while (this.queue.size > 0) {
       const seq = this.lastAssigned + 1;
       if (!this.inWindow(seq)) return;

@@ -1,7 +1,10 @@
 /**
  * LevelDB storage (classic-level, which ships prebuilt binaries). One key per record, so a step
- * writes only what changed; every step's operations go in one atomic batch written with
- * `sync: true`, so they are on disk before the runtime sends the messages the step signed.
+ * writes only what changed; every step's operations go in one atomic batch, written with
+ * `sync: true` unless the caller says otherwise, so they are on disk before the runtime sends the
+ * messages the step signed. An unsynced batch reaches the operating system at once (a killed
+ * process loses nothing); only a power cut can lose it, and the runtime leaves unsynced only what
+ * it may lose (see ReplicaRuntime.mustSync).
  *
  * Keys (sequence numbers and views zero-padded so that key order is numeric order):
  *   meta/view               { view, viewChangeInProgress }
@@ -18,6 +21,7 @@ import {
   type DurableState,
   emptyDurableState,
   type LogMessage,
+  logMessageReplica,
   logMessageSeq,
   logMessageView,
   type PersistOp,
@@ -30,7 +34,7 @@ import {
   encodeMessage,
   encodePreparedCertificate,
 } from '../protocol/messages.ts';
-import type { ReplicaStorage } from './storage.ts';
+import type { ApplyOptions, ReplicaStorage } from './storage.ts';
 
 const NUMBER_KEY_DIGITS = 16;
 const KEY_VIEW = 'meta/view';
@@ -49,13 +53,7 @@ function padded(value: number): string {
 }
 
 function logKey(message: LogMessage): string {
-  const replica =
-    message.type === 'pre-prepare'
-      ? message.prePrepare.body.replica
-      : message.type === 'prepare'
-        ? message.prepare.body.replica
-        : message.commit.body.replica;
-  return `${PREFIX_LOG}${padded(logMessageSeq(message))}/${padded(logMessageView(message))}/${message.type}/${replica}`;
+  return `${PREFIX_LOG}${padded(logMessageSeq(message))}/${padded(logMessageView(message))}/${message.type}/${logMessageReplica(message)}`;
 }
 
 function viewOfLogKey(key: string): number {
@@ -126,7 +124,7 @@ export class LevelStorage implements ReplicaStorage {
     return state;
   }
 
-  async apply(ops: readonly PersistOp[]): Promise<void> {
+  async apply(ops: readonly PersistOp[], options: ApplyOptions = {}): Promise<void> {
     if (ops.length === 0) return;
     const mutations: Mutation[] = [];
     /** Keys written earlier in this same batch, so pruning sees them as well as what is on disk. */
@@ -187,7 +185,7 @@ export class LevelStorage implements ReplicaStorage {
         }
       }
     }
-    await this.db.batch(mutations, { sync: true });
+    await this.db.batch(mutations, { sync: options.sync ?? true });
   }
 
   private async keysBetween(gte: string, lt: string): Promise<string[]> {

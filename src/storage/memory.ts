@@ -5,7 +5,7 @@ import {
   emptyDurableState,
   type PersistOp,
 } from '../protocol/durable.ts';
-import type { ReplicaStorage } from './storage.ts';
+import type { ApplyOptions, ReplicaStorage } from './storage.ts';
 
 export class MemoryStorage implements ReplicaStorage {
   readonly state: DurableState = emptyDurableState();
@@ -14,7 +14,7 @@ export class MemoryStorage implements ReplicaStorage {
     return { ...this.state, log: [...this.state.log], prepared: [...this.state.prepared] };
   }
 
-  async apply(ops: readonly PersistOp[]): Promise<void> {
+  async apply(ops: readonly PersistOp[], _options?: ApplyOptions): Promise<void> {
     applyPersistOps(this.state, ops);
   }
 

@@ -126,4 +126,46 @@ describe('execution', () => {
     }
     for (const request of requests) expect(cluster.repliesFor(0, request)).toHaveLength(1);
   });
+
+  it('adaptive batching: requests stepped together (stepAll) share one PRE-PREPARE', () => {
+    const cluster = new Cluster({ clients: 3 }).start();
+    const requests = cluster.clients.map((client) => cluster.request(client.index));
+    const primary = cluster.primaryId();
+    const ready = cluster.apply(
+      primary,
+      cluster.replica(primary).stepAll(requests.map((request) => ({ type: 'request', request }))),
+    );
+    // One step per request would have taken three sequence numbers (see the pipelining test).
+    const prePrepares = sentOfType(ready, 'pre-prepare');
+    expect(new Set(prePrepares.map((s) => s.message.prePrepare.body.seq))).toEqual(new Set([1]));
+    expect(prePrepares[0]!.message.batch).toEqual(requests);
+    // Persisted before anything is sent, in the same Ready.
+    expect(ready.persist.filter((op) => op.type === 'log')).toHaveLength(1);
+    cluster.deliverAll();
+    for (let id = 0; id < cluster.n; id++) {
+      expect(cluster.executedSeqs(id)).toEqual([1]);
+      for (const request of requests) expect(cluster.repliesFor(id, request)).toHaveLength(1);
+    }
+  });
+
+  it('stepAll of replica messages is the same as stepping them one by one', () => {
+    const oneByOne = new Cluster().start();
+    const together = new Cluster().start();
+    for (const cluster of [oneByOne, together]) cluster.submit(cluster.request(0));
+    // Hand each backup its whole inbox at once in `together`, one message at a time in `oneByOne`.
+    for (let round = 0; round < 10 && oneByOne.peek().length > 0; round++) {
+      const envelopes = oneByOne.drop(() => true);
+      together.drop(() => true);
+      for (const envelope of envelopes) oneByOne.step(envelope.to, envelope.message);
+      for (let id = 0; id < together.n; id++) {
+        const messages = envelopes.filter((e) => e.to === id).map((e) => e.message);
+        if (messages.length > 0) together.apply(id, together.replica(id).stepAll(messages));
+      }
+    }
+    for (let id = 0; id < oneByOne.n; id++) {
+      expect(together.executedSeqs(id)).toEqual(oneByOne.executedSeqs(id));
+      expect(together.executedSeqs(id)).toEqual([1]);
+      expect(together.storage[id]).toEqual(oneByOne.storage[id]);
+    }
+  });
 });
