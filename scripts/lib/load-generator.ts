@@ -1,0 +1,232 @@
+/**
+ * Closed-loop load for the benchmark: each client is one funded account with its own PbftClient,
+ * sending transfer after transfer (the next one only when f+1 replicas have answered the last).
+ *
+ * The load runs either inside the benchmark process or in a child process of its own
+ * (`load-worker.ts`), behind the same `LoadDriver` interface. The child keeps the clients' CPU
+ * (signing, Noise, decoding replies) apart from the benchmark's bookkeeping and makes it
+ * measurable from /proc like a replica's.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { PbftClient } from '../../src/client/client.ts';
+import { readKeyFile } from '../../src/crypto/index.ts';
+import { readClusterConfig } from '../../src/node/cluster-config.ts';
+
+/** Every transfer moves this much: the accounts' balances last for a million transfers. */
+const TRANSFER_AMOUNT = 1;
+/** Clients connect this many at a time: a burst of libp2p handshakes slows the replicas down. */
+const CONNECT_CONCURRENCY = 8;
+/** Connecting one client (retried while the cluster starts) gives up after this long. */
+const CONNECT_TIMEOUT_MS = 30_000;
+const CONNECT_RETRY_MS = 200;
+/** Linux reports process CPU time in clock ticks of 1/100 s (USER_HZ). */
+const CLOCK_TICKS_PER_SECOND = 100;
+const WORKER = fileURLToPath(new URL('./load-worker.ts', import.meta.url));
+
+export interface LoadAccount {
+  /** The account's key file (the client signs with it). */
+  keyFile: string;
+  /** Where its request counter is reserved on disk. */
+  counterFile: string;
+}
+
+export interface LoadOptions {
+  clusterFile: string;
+  /** One closed-loop client per account. */
+  accounts: LoadAccount[];
+  /** Transfers go to these addresses, round robin over the clients. */
+  sinkAddresses: string[];
+  /** A transfer that gets no f+1 matching replies this long counts as an error. */
+  clientTimeoutMs: number;
+}
+
+/** What the clients did since the previous `collect()`. */
+export interface LoadWindow {
+  completed: number;
+  errors: number;
+  /** Client-observed latency of each completed transfer, in ms. */
+  latenciesMs: number[];
+  /** The last error message seen in the window, if any. */
+  lastError: string | null;
+}
+
+export interface LoadDriver {
+  collect(): Promise<LoadWindow>;
+  /** CPU time used by the load so far, in seconds (user + system). */
+  cpuSeconds(): number;
+  stop(): Promise<void>;
+}
+
+function emptyWindow(): LoadWindow {
+  return { completed: 0, errors: 0, latenciesMs: [], lastError: null };
+}
+
+async function connectClient(
+  clusterFile: string,
+  account: LoadAccount,
+  timeoutMs: number,
+): Promise<PbftClient> {
+  const cluster = await readClusterConfig(clusterFile);
+  const key = readKeyFile(account.keyFile);
+  const deadline = Date.now() + CONNECT_TIMEOUT_MS;
+  for (;;) {
+    try {
+      return await PbftClient.connect({ cluster, key, counterFile: account.counterFile, timeoutMs });
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, CONNECT_RETRY_MS));
+    }
+  }
+}
+
+/** The clients themselves; runs in whichever process drives the load. */
+export class LoadGenerator {
+  private readonly clients: PbftClient[];
+  private window: LoadWindow = emptyWindow();
+  private stopping = false;
+
+  private constructor(clients: PbftClient[]) {
+    this.clients = clients;
+  }
+
+  /** Connect every client, then start their loops. */
+  static async start(options: LoadOptions): Promise<LoadGenerator> {
+    const clients: PbftClient[] = [];
+    try {
+      for (let first = 0; first < options.accounts.length; first += CONNECT_CONCURRENCY) {
+        const group = options.accounts.slice(first, first + CONNECT_CONCURRENCY);
+        clients.push(
+          ...(await Promise.all(
+            group.map((account) => connectClient(options.clusterFile, account, options.clientTimeoutMs)),
+          )),
+        );
+      }
+    } catch (error) {
+      await Promise.all(clients.map((client) => client.close()));
+      throw error;
+    }
+    const generator = new LoadGenerator(clients);
+    for (const [index, client] of clients.entries()) {
+      const sink = options.sinkAddresses[index % options.sinkAddresses.length]!;
+      void generator.run(client, sink);
+    }
+    return generator;
+  }
+
+  private async run(client: PbftClient, sink: string): Promise<void> {
+    while (!this.stopping) {
+      const startMs = performance.now();
+      try {
+        await client.transfer(sink, TRANSFER_AMOUNT);
+        if (this.stopping) return;
+        this.window.completed++;
+        this.window.latenciesMs.push(performance.now() - startMs);
+      } catch (error) {
+        if (this.stopping) return;
+        this.window.errors++;
+        this.window.lastError = (error as Error).message;
+      }
+    }
+  }
+
+  collect(): LoadWindow {
+    const window = this.window;
+    this.window = emptyWindow();
+    return window;
+  }
+
+  /**
+   * Stop the loops and close the clients. Transfers in flight are abandoned, not awaited: a closed
+   * client does not settle them before its own timeout, and their outcome no longer counts.
+   */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.clients.map((client) => client.close()));
+  }
+}
+
+/** The load inside the calling process. */
+export async function startLoadInProcess(options: LoadOptions): Promise<LoadDriver> {
+  const cpuStart = process.cpuUsage();
+  const generator = await LoadGenerator.start(options);
+  return {
+    collect: async () => generator.collect(),
+    // Everything this process does counts, the benchmark's bookkeeping included.
+    cpuSeconds: () => {
+      const usage = process.cpuUsage(cpuStart);
+      return (usage.user + usage.system) / 1e6;
+    },
+    stop: () => generator.stop(),
+  };
+}
+
+/** Messages between the benchmark and `load-worker.ts`. */
+export type ToWorker = { type: 'start'; options: LoadOptions } | { type: 'collect' } | { type: 'stop' };
+export type FromWorker =
+  | { type: 'started' }
+  | { type: 'window'; window: LoadWindow }
+  | { type: 'stopped' }
+  | { type: 'failed'; message: string };
+
+/** The load in a child process of its own; `execArgv` are Node options for it (e.g. --cpu-prof). */
+export async function startLoadProcess(options: LoadOptions, execArgv: string[] = []): Promise<LoadDriver> {
+  // The worker must not inherit profiling flags meant for the replicas.
+  const { NODE_OPTIONS: _ignored, ...env } = process.env;
+  const child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env, execArgv });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const next = (): Promise<FromWorker> =>
+    new Promise((resolve, reject) => {
+      const onMessage = (message: FromWorker): void => {
+        child.off('exit', onExit);
+        resolve(message);
+      };
+      const onExit = (code: number | null): void => {
+        child.off('message', onMessage);
+        reject(new Error(`the load worker exited (code ${code})`));
+      };
+      child.once('message', onMessage);
+      child.once('exit', onExit);
+    });
+  const ask = async (message: ToWorker): Promise<FromWorker> => {
+    const answer = next();
+    child.send(message);
+    const reply = await answer;
+    if (reply.type === 'failed') throw new Error(`load worker: ${reply.message}`);
+    return reply;
+  };
+  try {
+    await ask({ type: 'start', options });
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+  return {
+    collect: async () => {
+      const reply = await ask({ type: 'collect' });
+      if (reply.type !== 'window') throw new Error(`load worker answered ${reply.type}`);
+      return reply.window;
+    },
+    cpuSeconds: () => processCpuSeconds(child),
+    stop: async () => {
+      // The worker exits by itself after answering 'stop' (or when this process goes away).
+      if (child.exitCode === null && child.signalCode === null)
+        await ask({ type: 'stop' }).catch(() => undefined);
+      await exited;
+    },
+  };
+}
+
+/** User + system CPU seconds of a child process, from /proc (0 once it has exited). */
+function processCpuSeconds(child: ChildProcess): number {
+  if (child.pid === undefined) return 0;
+  try {
+    const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name: utime and stime are fields 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return 0;
+  }
+}
