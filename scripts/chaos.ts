@@ -34,6 +34,7 @@ import {
   resolveTargets,
 } from './lib/chaos-schedule.ts';
 import { probeNetns, ReplicaNetwork } from './lib/netns.ts';
+import { integerOption } from './lib/options.ts';
 import { formatStatuses, ProcessCluster, sleep, waitFor } from './lib/process-cluster.ts';
 
 const EXIT_FAILED = 1;
@@ -56,14 +57,6 @@ function usage(message: string): never {
     `usage: npm run chaos -- [--replicas 4|7] [--seed S] [--duration SECONDS] [--clients N] [--faults ${FAULT_CLASSES.join(',')}] [--recovery-max SECONDS] [--json] [--keep]`,
   );
   process.exit(EXIT_USAGE);
-}
-
-function integerOption(value: string | undefined, name: string, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < min) {
-    usage(`--${name} must be an integer >= ${min}, got "${value}"`);
-  }
-  return Number(value);
 }
 
 function parseOptions() {
@@ -89,14 +82,20 @@ function parseOptions() {
 }
 
 const values = parseOptions();
-const replicaCount = integerOption(values.replicas, 'replicas', 4, 4);
+const replicaCount = integerOption(values.replicas, 'replicas', 4, 4, usage);
 if ((replicaCount - 1) % 3 !== 0) usage(`--replicas must be 3f+1 (4, 7, 10, …), got ${replicaCount}`);
 const f = faultCount(replicaCount);
-const seed = integerOption(values.seed, 'seed', randomInt(0, SEED_RANDOM_MAX), 0);
-const durationMs = integerOption(values.duration, 'duration', 60, 1) * 1_000;
-const clientCount = integerOption(values.clients, 'clients', replicaCount, 1);
-const recoveryMaxMs = integerOption(values['recovery-max'], 'recovery-max', 60, 1) * 1_000;
-const basePort = integerOption(values['base-port'], 'base-port', 25_000 + (process.pid % 90) * 20, 1_024);
+const seed = integerOption(values.seed, 'seed', randomInt(0, SEED_RANDOM_MAX), 0, usage);
+const durationMs = integerOption(values.duration, 'duration', 60, 1, usage) * 1_000;
+const clientCount = integerOption(values.clients, 'clients', replicaCount, 1, usage);
+const recoveryMaxMs = integerOption(values['recovery-max'], 'recovery-max', 60, 1, usage) * 1_000;
+const basePort = integerOption(
+  values['base-port'],
+  'base-port',
+  25_000 + (process.pid % 90) * 20,
+  1_024,
+  usage,
+);
 const requestedClasses = (values.faults ?? FAULT_CLASSES.join(',')).split(',').map((name) => name.trim());
 for (const name of requestedClasses) {
   if (!isFaultClass(name)) usage(`unknown fault "${name}"; faults are ${FAULT_CLASSES.join(', ')}`);

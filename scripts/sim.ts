@@ -13,6 +13,7 @@ import {
   isByzantineBehaviour,
 } from '../src/byzantine/strategies.ts';
 import { runSimulation, type SimulationResult } from '../src/sim/simulation.ts';
+import { integerOption } from './lib/options.ts';
 
 const EXIT_SAFETY = 1;
 const EXIT_LIVENESS = 2;
@@ -25,14 +26,6 @@ function usage(message: string): never {
     'usage: npm run sim -- --seeds N [--first-seed S] [--replicas 4|7|10] [--byzantine K] [--behaviour NAME] [--json]',
   );
   process.exit(EXIT_USAGE);
-}
-
-function integerOption(value: string | undefined, name: string, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < min) {
-    usage(`--${name} must be an integer >= ${min}, got "${value}"`);
-  }
-  return Number(value);
 }
 
 let parsed: ReturnType<typeof parseOptions>;
@@ -65,12 +58,18 @@ if (values.help) {
   console.log(`behaviours: ${BYZANTINE_BEHAVIOURS.join(', ')}`);
   process.exit(0);
 }
-const seeds = integerOption(values.seeds, 'seeds', 100, 1);
-const firstSeed = integerOption(values['first-seed'], 'first-seed', randomInt(0, FIRST_SEED_RANDOM_MAX), 0);
-const replicas = integerOption(values.replicas, 'replicas', 4, 4);
+const seeds = integerOption(values.seeds, 'seeds', 100, 1, usage);
+const firstSeed = integerOption(
+  values['first-seed'],
+  'first-seed',
+  randomInt(0, FIRST_SEED_RANDOM_MAX),
+  0,
+  usage,
+);
+const replicas = integerOption(values.replicas, 'replicas', 4, 4, usage);
 if (![4, 7, 10].includes(replicas)) usage('--replicas must be 4, 7 or 10');
 const f = (replicas - 1) / 3;
-const byzantine = integerOption(values.byzantine, 'byzantine', f, 0);
+const byzantine = integerOption(values.byzantine, 'byzantine', f, 0, usage);
 if (byzantine > f) usage(`--byzantine must be at most f = ${f} for ${replicas} replicas`);
 if (values.crypto !== 'simulated' && values.crypto !== 'ed25519')
   usage('--crypto must be simulated or ed25519');
