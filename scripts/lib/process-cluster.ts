@@ -136,9 +136,10 @@ export class ReplicaProcess {
     this.paused = false;
   }
 
-  /** CPU time and memory of the replica process (the launcher, if any, is not counted). */
+  /** CPU time and memory of the replica process. */
   sample(): ProcessCpuSample | undefined {
-    const pid = this.nodePid();
+    // `ip netns exec` execs the command, so the child's pid is the replica's pid either way.
+    const pid = this.child?.pid;
     if (pid === undefined) return undefined;
     try {
       // Fields after the parenthesised command name: utime and stime are fields 14 and 15.
@@ -152,11 +153,6 @@ export class ReplicaProcess {
     } catch {
       return undefined; // the process exited between the check and the read
     }
-  }
-
-  /** `ip netns exec` execs the command, so the child's pid is the replica's pid either way. */
-  private nodePid(): number | undefined {
-    return this.child?.pid;
   }
 }
 
