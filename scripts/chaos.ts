@@ -222,7 +222,6 @@ async function main(): Promise<number> {
     describeStatus,
   );
 
-  // Load: client i moves 1 unit at a time from account i to its own sink, account clientCount + i.
   // The longest gap between two acknowledgements (of any client) since the last reset.
   let lastAnyAckAtMs = performance.now();
   let longestStallMs = 0;
@@ -230,6 +229,7 @@ async function main(): Promise<number> {
     longestStallMs = Math.max(longestStallMs, atMs - lastAnyAckAtMs);
     lastAnyAckAtMs = atMs;
   };
+  // Load: client i moves 1 unit at a time from account i to its own sink, account clientCount + i.
   const records: LoadClientRecord[] = [];
   const lastAckAtMs: number[] = [];
   let stopLoad = false;
