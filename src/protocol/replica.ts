@@ -218,10 +218,11 @@ export class Replica {
   // Time.
   private ticks = 0;
   /**
-   * When this replica last saw a sign that another one lags behind its execution (a FETCH-STATE or
-   * a VIEW-CHANGE from a replica whose state is older): an idle primary then pads to a checkpoint.
+   * Whether this replica has seen, since its last checkpoint, a sign that another one lags behind
+   * its execution (a FETCH-STATE or a VIEW-CHANGE from a replica whose state is older): an idle
+   * primary then pads to the next checkpoint.
    */
-  private lagSeenAtTick: number | null = null;
+  private laggardSeen = false;
   /** The last tick at which this replica proposed or executed a batch. */
   private busyAtTick = 0;
   private timerTicksLeft: number | null = null;
@@ -526,10 +527,10 @@ export class Replica {
    * that covers them. A liar can trigger this at most once per checkpoint interval of real work.
    */
   private padToCheckpointWhenIdle(): void {
-    if (this.lagSeenAtTick === null || !this.isPrimary || this.status !== 'normal') return;
+    if (!this.laggardSeen || !this.isPrimary || this.status !== 'normal') return;
     const interval = this.config.checkpointInterval;
     if (this.lastExecuted % interval === 0) {
-      this.lagSeenAtTick = null;
+      this.laggardSeen = false;
       return;
     }
     if (this.queue.size > 0 || this.lastAssigned !== this.lastExecuted) return;
@@ -970,7 +971,7 @@ export class Replica {
   private onFetchState(fetchState: Signed<FetchStateBody>): void {
     const { replica, lastExecuted, view } = fetchState.body;
     if (replica === this.id) return;
-    if (lastExecuted < this.lastExecuted) this.lagSeenAtTick = this.ticks;
+    if (lastExecuted < this.lastExecuted) this.laggardSeen = true;
     if (view < this.view) this.sendNewViewTo(replica, view);
     const missing = [...this.log.values()]
       .filter((entry) => entry.seq > lastExecuted)
@@ -1094,7 +1095,7 @@ export class Replica {
     const body = viewChange.body;
     // A replica that wants a newer view than ours while its state is older may be stuck there
     // alone (it woke from a pause, say) and can only catch up through a checkpoint.
-    if (body.newView > this.view && body.stableSeq < this.lastExecuted) this.lagSeenAtTick = this.ticks;
+    if (body.newView > this.view && body.stableSeq < this.lastExecuted) this.laggardSeen = true;
     if (body.newView <= this.view) {
       if (!this.sendNewViewTo(body.replica, body.newView) && body.newView < this.view) {
         this.sendOwnViewChangeTo(body.replica, body.newView);
