@@ -27,7 +27,7 @@ import {
   decodeClientToReplica,
   encodeClientFrame,
 } from '../protocol/client-protocol.ts';
-import { type DurableState, logMessageReplica, type PersistOp } from '../protocol/durable.ts';
+import { type DurableState, mustSyncBeforeSending } from '../protocol/durable.ts';
 import { decodeMessage, encodeMessage, type Message, type RequestBody } from '../protocol/messages.ts';
 import { type Ready, Replica } from '../protocol/replica.ts';
 import {
@@ -407,7 +407,9 @@ class ReplicaRuntime implements ReplicaNode {
         const persist = steps.flatMap(({ ready }) => ready.persist);
         if (persist.length > 0) {
           const endTimer = this.metrics.storageWrite.startTimer();
-          await this.storage.apply(persist, { sync: persist.some((op) => this.mustSync(op)) });
+          await this.storage.apply(persist, {
+            sync: persist.some((op) => mustSyncBeforeSending(op, this.id)),
+          });
           endTimer();
         }
         for (const { ready, kind } of steps) this.deliver(ready, kind);
@@ -421,21 +423,6 @@ class ReplicaRuntime implements ReplicaNode {
     } finally {
       this.draining = null;
     }
-  }
-
-  /**
-   * Whether `op` must be on disk (fsync) before anything stepped with it leaves this replica. Every
-   * message this replica signed must: after a crash it must remember what it said, or it could say
-   * something else. So must everything else the core persists (its view, prepared certificates,
-   * checkpoints). Other replicas' ordering messages need not: losing them to a power cut is the same
-   * as never having received them, which PBFT's retransmissions and state transfer cover, and what
-   * this replica executed on their strength was committed by 2f+1 replicas that each synced their
-   * own COMMIT. Leaving them unsynced takes the fsync off the last step of every request (receive
-   * the COMMITs, execute, reply); they still reach the operating system (a killed process loses
-   * nothing), and the next synced write makes them durable too.
-   */
-  private mustSync(op: PersistOp): boolean {
-    return op.type !== 'log' || logMessageReplica(op.message) === this.id;
   }
 
   private noteArrival(body: RequestBody): void {

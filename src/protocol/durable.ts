@@ -64,38 +64,43 @@ export function emptyDurableState(): DurableState {
   };
 }
 
-export function logMessageSeq(message: LogMessage): number {
+/** The signed body of a log message: every one has a view, a sequence number and a signer. */
+export function logMessageBody(message: LogMessage): { view: number; seq: number; replica: number } {
   switch (message.type) {
     case 'pre-prepare':
-      return message.prePrepare.body.seq;
+      return message.prePrepare.body;
     case 'prepare':
-      return message.prepare.body.seq;
+      return message.prepare.body;
     case 'commit':
-      return message.commit.body.seq;
+      return message.commit.body;
   }
+}
+
+export function logMessageSeq(message: LogMessage): number {
+  return logMessageBody(message).seq;
 }
 
 /** The replica that signed a log message. */
 export function logMessageReplica(message: LogMessage): number {
-  switch (message.type) {
-    case 'pre-prepare':
-      return message.prePrepare.body.replica;
-    case 'prepare':
-      return message.prepare.body.replica;
-    case 'commit':
-      return message.commit.body.replica;
-  }
+  return logMessageBody(message).replica;
 }
 
 export function logMessageView(message: LogMessage): number {
-  switch (message.type) {
-    case 'pre-prepare':
-      return message.prePrepare.body.view;
-    case 'prepare':
-      return message.prepare.body.view;
-    case 'commit':
-      return message.commit.body.view;
-  }
+  return logMessageBody(message).view;
+}
+
+/**
+ * Whether `op` must be on disk (fsync) before anything stepped with it leaves replica `self`.
+ * Every message the replica signed must: after a crash it must remember what it said, or it could
+ * say something else. So must everything else the core persists (its view, prepared certificates,
+ * checkpoints). Other replicas' ordering messages need not: losing them to a power cut is the same
+ * as never having received them, which retransmission and state transfer cover, and what the
+ * replica executed on their strength was committed by 2f+1 replicas that each synced their own
+ * COMMIT. Leaving them unsynced takes the fsync off the last step of every request (receive the
+ * COMMITs, execute, reply); they still reach the operating system, so a killed process loses nothing.
+ */
+export function mustSyncBeforeSending(op: PersistOp, self: number): boolean {
+  return op.type !== 'log' || logMessageReplica(op.message) === self;
 }
 
 /**

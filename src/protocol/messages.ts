@@ -222,7 +222,7 @@ export function encodeMessage(message: Message): Uint8Array {
 // ---------------------------------------------------------------------------------------------
 // Strict decoding.
 
-const MESSAGE_TYPES: readonly MessageType[] = [
+export const MESSAGE_TYPES: readonly MessageType[] = [
   'request',
   'pre-prepare',
   'prepare',

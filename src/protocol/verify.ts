@@ -9,7 +9,6 @@ import type {
   CheckpointBody,
   Message,
   PreparedCertificate,
-  RequestBody,
   Signed,
   ViewChangeBody,
 } from './messages.ts';
@@ -123,9 +122,4 @@ export function verifyMessageSignatures(
     if (rejection !== null) return rejection;
   }
   return null;
-}
-
-/** Verify one client request (the client library and the runtime's client protocol use it). */
-export function verifyRequestSignature(request: Signed<RequestBody>, verifier: Verifier): boolean {
-  return verifier.verify(request.signature, request.bytes, request.body.client);
 }

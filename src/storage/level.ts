@@ -4,7 +4,7 @@
  * `sync: true` unless the caller says otherwise, so they are on disk before the runtime sends the
  * messages the step signed. An unsynced batch reaches the operating system at once (a killed
  * process loses nothing); only a power cut can lose it, and the runtime leaves unsynced only what
- * it may lose (see ReplicaRuntime.mustSync).
+ * it may lose (`mustSyncBeforeSending` in src/protocol/durable.ts).
  *
  * Keys (sequence numbers and views zero-padded so that key order is numeric order):
  *   meta/view               { view, viewChangeInProgress }

@@ -18,7 +18,7 @@ import type {
   Signed,
   ViewChangeBody,
 } from '../../../src/protocol/messages.ts';
-import { signBody } from '../../../src/protocol/messages.ts';
+import { MESSAGE_TYPES, signBody } from '../../../src/protocol/messages.ts';
 import { concatBytes, utf8 } from '../../../src/util/bytes.ts';
 
 export const REPLICA_COUNT = 4;
@@ -177,18 +177,7 @@ export function exampleMessages(): Record<MessageType, Message> {
   };
 }
 
-export const MESSAGE_TYPES: readonly MessageType[] = [
-  'request',
-  'pre-prepare',
-  'prepare',
-  'commit',
-  'checkpoint',
-  'view-change',
-  'new-view',
-  'fetch-state',
-  'state',
-  'reply',
-];
+export { MESSAGE_TYPES };
 
 /** The code of the CodecError thrown by `action`; rethrows anything else, fails if nothing is thrown. */
 export function codecErrorCode(action: () => unknown): string {

@@ -1,5 +1,3 @@
-/** Shared builders for the ledger tests. */
-import { CodecError } from '../../../src/codec/cbor.ts';
 import {
   ADDRESS_LENGTH_BYTES,
   decodeResult,
@@ -24,13 +22,4 @@ export function result(bytes: Uint8Array): OperationResult {
   return decodeResult(bytes);
 }
 
-/** The code of the CodecError thrown by `action`; fails the test if it throws anything else or nothing. */
-export function codecErrorCode(action: () => unknown): string {
-  try {
-    action();
-  } catch (error) {
-    if (error instanceof CodecError) return error.code;
-    throw error;
-  }
-  throw new Error('expected a CodecError, but nothing was thrown');
-}
+export { codecErrorCode } from '../codec/fixtures.ts';

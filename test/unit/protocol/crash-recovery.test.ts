@@ -1,6 +1,11 @@
 /** Crash recovery from the persisted state (Castro & Liskov §4; durable.ts). */
 import { describe, expect, it } from 'vitest';
-import { applyPersistOps } from '../../../src/protocol/durable.ts';
+import {
+  applyPersistOps,
+  logMessageReplica,
+  mustSyncBeforeSending,
+  type PersistOp,
+} from '../../../src/protocol/durable.ts';
 import type { Message } from '../../../src/protocol/messages.ts';
 import { toHex } from '../../../src/util/bytes.ts';
 import { Cluster, rejections, sentOfType } from './harness.ts';
@@ -201,5 +206,50 @@ describe('crash recovery', () => {
       expect(cluster.replica(id).currentView).toBe(1);
       expect(cluster.repliesFor(id, request)).toHaveLength(1);
     }
+  });
+
+  it("a step that persists what the replica signed is synced before sending; one that only stores peers' ordering messages need not be", () => {
+    const cluster = new Cluster().start();
+    const synced = (id: number, ready: { persist: PersistOp[] }) =>
+      ready.persist.some((op) => mustSyncBeforeSending(op, id));
+
+    // The primary's PRE-PREPARE, and a backup's step that stores it and signs its PREPARE: synced.
+    const [primaryReady] = cluster.submit(cluster.request(0), 0);
+    expect(sentOfType(primaryReady!, 'pre-prepare')).toHaveLength(1);
+    expect(synced(0, primaryReady!)).toBe(true);
+    const [prePrepare] = cluster.drop((e) => e.to === 1 && e.message.type === 'pre-prepare');
+    const backupReady = cluster.step(1, prePrepare!.message);
+    expect(sentOfType(backupReady, 'prepare')).toHaveLength(1);
+    expect(synced(1, backupReady)).toBe(true);
+
+    // Backup 2's PREPARE reaching backup 3 before the PRE-PREPARE is stored and answered by nothing
+    // this replica signs: that step may skip the fsync.
+    cluster.deliverWhere((e) => e.to === 2 && e.message.type === 'pre-prepare');
+    const [peerPrepare] = cluster.drop((e) => e.from === 2 && e.to === 3 && e.message.type === 'prepare');
+    const storeOnly = cluster.step(3, peerPrepare!.message);
+    expect(storeOnly.persist.length).toBeGreaterThan(0);
+    expect(storeOnly.send).toEqual([]);
+    expect(synced(3, storeOnly)).toBe(false);
+
+    // Over a run through a checkpoint: every op is synced except peers' ordering messages.
+    const persisted: Array<{ id: number; op: PersistOp }> = [];
+    const apply = cluster.apply.bind(cluster);
+    cluster.apply = (id, ready) => {
+      for (const op of ready.persist) persisted.push({ id, op });
+      return apply(id, ready);
+    };
+    cluster.deliverAll();
+    for (let i = 1; i < cluster.config.checkpointInterval; i++) {
+      cluster.submit(cluster.request(i % 3));
+      cluster.deliverAll();
+    }
+    expect(cluster.replica(1).stableCheckpointSeq).toBe(cluster.config.checkpointInterval);
+    const types = new Set(persisted.map(({ op }) => op.type));
+    expect(types).toEqual(new Set(['log', 'prepared', 'stable-checkpoint']));
+    for (const { id, op } of persisted) {
+      const ownMessage = op.type === 'log' && logMessageReplica(op.message) === id;
+      expect(mustSyncBeforeSending(op, id)).toBe(op.type !== 'log' || ownMessage);
+    }
+    expect(persisted.some(({ id, op }) => op.type === 'log' && !mustSyncBeforeSending(op, id))).toBe(true);
   });
 });

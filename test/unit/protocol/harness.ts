@@ -10,7 +10,14 @@ import type { Genesis } from '../../../src/ledger/genesis.ts';
 import { decodeResult, encodeOperation, Ledger, type OperationResult } from '../../../src/ledger/index.ts';
 import { batchDigest } from '../../../src/protocol/certificates.ts';
 import { type ProtocolConfig, primaryOf, type Quorums, quorums } from '../../../src/protocol/config.ts';
-import { applyPersistOps, type DurableState, emptyDurableState } from '../../../src/protocol/durable.ts';
+import {
+  applyPersistOps,
+  type DurableState,
+  emptyDurableState,
+  type LogMessage,
+  logMessageSeq,
+  logMessageView,
+} from '../../../src/protocol/durable.ts';
 import {
   type Body,
   type CheckpointBody,
@@ -82,32 +89,17 @@ export function clientSeed(index: number): Uint8Array {
 
 /** The sequence number of an ordering message (pre-prepare, prepare, commit), else undefined. */
 export function seqOf(message: Message): number | undefined {
-  switch (message.type) {
-    case 'pre-prepare':
-      return message.prePrepare.body.seq;
-    case 'prepare':
-      return message.prepare.body.seq;
-    case 'commit':
-      return message.commit.body.seq;
-    case 'checkpoint':
-      return message.checkpoint.body.seq;
-    default:
-      return undefined;
-  }
+  if (message.type === 'checkpoint') return message.checkpoint.body.seq;
+  return isLogMessage(message) ? logMessageSeq(message) : undefined;
 }
 
 /** The view of an ordering message, else undefined. */
 export function viewOf(message: Message): number | undefined {
-  switch (message.type) {
-    case 'pre-prepare':
-      return message.prePrepare.body.view;
-    case 'prepare':
-      return message.prepare.body.view;
-    case 'commit':
-      return message.commit.body.view;
-    default:
-      return undefined;
-  }
+  return isLogMessage(message) ? logMessageView(message) : undefined;
+}
+
+function isLogMessage(message: Message): message is LogMessage {
+  return message.type === 'pre-prepare' || message.type === 'prepare' || message.type === 'commit';
 }
 
 export function isType<T extends Message['type']>(type: T): EnvelopeFilter {
