@@ -39,6 +39,11 @@ const WARMUP_DEFAULT_S = 5;
 const DURATION_DEFAULT_S = 20;
 const SOAK_DURATION_S = 300;
 const SAMPLE_INTERVAL_DEFAULT_S = 10;
+/**
+ * Clients per ClusterConnection: like a service acting for many accounts. Stays well under the
+ * replicas' per-connection frame limit (runtime.clientFramesPerSecondMax, 2,000/s by default).
+ */
+const ACCOUNTS_PER_CONNECTION_DEFAULT = 32;
 /** How long one verification-rate measurement runs, per backend. */
 const VERIFY_MEASURE_MS = 1_000;
 /** Verifications between clock reads while measuring the rate. */
@@ -67,6 +72,7 @@ interface BenchOptions {
   sampleInterval: number;
   basePort: number;
   load: 'process' | 'inline';
+  accountsPerConnection: number;
   cpuProf?: string;
   keep: boolean;
   json: boolean;
@@ -86,6 +92,7 @@ interface BenchResult {
   durationS: number;
   warmupS: number;
   load: 'process' | 'inline';
+  accountsPerConnection: number;
   transfers: number;
   errors: number;
   txPerSec: number;
@@ -152,6 +159,12 @@ function parseOptions(): BenchOptions {
       new Option('--load <where>', 'run the clients in a child process or in this one')
         .choices(['process', 'inline'])
         .default('process'),
+    )
+    .option(
+      '--accounts-per-connection <n>',
+      'clients that share one libp2p node and stream per replica (1: a node per client)',
+      integerArgument('--accounts-per-connection', 1),
+      ACCOUNTS_PER_CONNECTION_DEFAULT,
     )
     .option(
       '--cpu-prof <dir>',
@@ -308,6 +321,7 @@ async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult
     })),
     sinkAddresses: sinks.map((account) => account.key.publicKeyHex),
     clientTimeoutMs: CLIENT_TIMEOUT_MS,
+    accountsPerConnection: options.accountsPerConnection,
   };
   log(`connecting ${options.clients} clients (${options.load})`);
   const loadProfileArgs =
@@ -392,6 +406,7 @@ async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult
     durationS: round(wallS),
     warmupS: options.warmup,
     load: options.load,
+    accountsPerConnection: options.accountsPerConnection,
     transfers: measured.completed,
     errors: measured.errors,
     txPerSec: round(txPerSec),
@@ -416,7 +431,10 @@ async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult
 
 function formatHuman(result: BenchResult): string {
   const rows: Array<[string, string]> = [
-    ['replicas / clients', `${result.replicas} / ${result.clients} (load ${result.load})`],
+    [
+      'replicas / clients',
+      `${result.replicas} / ${result.clients} (load ${result.load}, ${result.accountsPerConnection} per connection)`,
+    ],
     ['measured', `${result.durationS} s after ${result.warmupS} s warm-up`],
     ['throughput', `${result.txPerSec} transfers/s (${result.transfers} committed, ${result.errors} failed)`],
     ['latency', `p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, mean ${result.meanMs} ms`],

@@ -5,6 +5,8 @@
 export { initTestnet } from './cli/testnet.ts';
 export {
   type BalanceAnswer,
+  ClusterConnection,
+  type ClusterConnectionOptions,
   PbftClient,
   PbftClientError,
   type PbftClientErrorCode,

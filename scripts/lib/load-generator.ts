@@ -1,6 +1,8 @@
 /**
  * Closed-loop load for the benchmark: each client is one funded account with its own PbftClient,
  * sending transfer after transfer (the next one only when f+1 replicas have answered the last).
+ * Clients share ClusterConnections, `accountsPerConnection` accounts to one libp2p node, as a
+ * service acting for many accounts would; 1 gives every client a node of its own.
  *
  * The load runs either inside the benchmark process or in a child process of its own
  * (`load-worker.ts`), behind the same `LoadDriver` interface. The child keeps the clients' CPU
@@ -10,15 +12,15 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { PbftClient } from '../../src/client/client.ts';
+import { ClusterConnection, PbftClient } from '../../src/client/client.ts';
 import { readKeyFile } from '../../src/crypto/index.ts';
 import { readClusterConfig } from '../../src/node/cluster-config.ts';
 
 /** Every transfer moves this much: the accounts' balances last for a million transfers. */
 const TRANSFER_AMOUNT = 1;
-/** Clients connect this many at a time: a burst of libp2p handshakes slows the replicas down. */
+/** Connections open this many at a time: a burst of libp2p handshakes slows the replicas down. */
 const CONNECT_CONCURRENCY = 8;
-/** Connecting one client (retried while the cluster starts) gives up after this long. */
+/** Opening one connection (retried while the cluster starts) gives up after this long. */
 const CONNECT_TIMEOUT_MS = 30_000;
 const CONNECT_RETRY_MS = 200;
 /** Linux reports process CPU time in clock ticks of 1/100 s (USER_HZ). */
@@ -40,6 +42,8 @@ export interface LoadOptions {
   sinkAddresses: string[];
   /** A transfer that gets no f+1 matching replies this long counts as an error. */
   clientTimeoutMs: number;
+  /** Clients that share one ClusterConnection (one libp2p node, one stream per replica). */
+  accountsPerConnection: number;
 }
 
 /** What the clients did since the previous `collect()`. */
@@ -63,17 +67,18 @@ function emptyWindow(): LoadWindow {
   return { completed: 0, errors: 0, latenciesMs: [], lastError: null };
 }
 
-async function connectClient(
-  clusterFile: string,
-  account: LoadAccount,
-  timeoutMs: number,
-): Promise<PbftClient> {
+async function openConnection(clusterFile: string): Promise<ClusterConnection> {
   const cluster = await readClusterConfig(clusterFile);
-  const key = readKeyFile(account.keyFile);
   const deadline = Date.now() + CONNECT_TIMEOUT_MS;
   for (;;) {
     try {
-      return await PbftClient.connect({ cluster, key, counterFile: account.counterFile, timeoutMs });
+      const connection = await ClusterConnection.open({ cluster });
+      // Every replica, not just one: the load should not start against half a cluster.
+      if (connection.replicasConnected === cluster.replicas.length) return connection;
+      await connection.close();
+      throw new Error(
+        `only ${connection.replicasConnected} of ${cluster.replicas.length} replicas reachable`,
+      );
     } catch (error) {
       if (Date.now() > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, CONNECT_RETRY_MS));
@@ -83,31 +88,44 @@ async function connectClient(
 
 /** The clients themselves; runs in whichever process drives the load. */
 export class LoadGenerator {
+  private readonly connections: ClusterConnection[];
   private readonly clients: PbftClient[];
   private window: LoadWindow = emptyWindow();
   private stopping = false;
 
-  private constructor(clients: PbftClient[]) {
+  private constructor(connections: ClusterConnection[], clients: PbftClient[]) {
+    this.connections = connections;
     this.clients = clients;
   }
 
-  /** Connect every client, then start their loops. */
+  /** Open the connections and a client per account, then start the clients' loops. */
   static async start(options: LoadOptions): Promise<LoadGenerator> {
+    const connectionCount = Math.ceil(options.accounts.length / options.accountsPerConnection);
+    const connections: ClusterConnection[] = [];
     const clients: PbftClient[] = [];
     try {
-      for (let first = 0; first < options.accounts.length; first += CONNECT_CONCURRENCY) {
-        const group = options.accounts.slice(first, first + CONNECT_CONCURRENCY);
+      for (let first = 0; first < connectionCount; first += CONNECT_CONCURRENCY) {
+        const group = Math.min(CONNECT_CONCURRENCY, connectionCount - first);
+        connections.push(
+          ...(await Promise.all(Array.from({ length: group }, () => openConnection(options.clusterFile)))),
+        );
+      }
+      for (const [index, account] of options.accounts.entries()) {
+        const connection = connections[Math.floor(index / options.accountsPerConnection)]!;
         clients.push(
-          ...(await Promise.all(
-            group.map((account) => connectClient(options.clusterFile, account, options.clientTimeoutMs)),
-          )),
+          await PbftClient.connect({
+            connection,
+            key: readKeyFile(account.keyFile),
+            counterFile: account.counterFile,
+            timeoutMs: options.clientTimeoutMs,
+          }),
         );
       }
     } catch (error) {
-      await Promise.all(clients.map((client) => client.close()));
+      await Promise.all(connections.map((connection) => connection.close()));
       throw error;
     }
-    const generator = new LoadGenerator(clients);
+    const generator = new LoadGenerator(connections, clients);
     for (const [index, client] of clients.entries()) {
       const sink = options.sinkAddresses[index % options.sinkAddresses.length]!;
       void generator.run(client, sink);
@@ -137,13 +155,11 @@ export class LoadGenerator {
     return window;
   }
 
-  /**
-   * Stop the loops and close the clients. Transfers in flight are abandoned, not awaited: a closed
-   * client does not settle them before its own timeout, and their outcome no longer counts.
-   */
+  /** Stop the loops and close the connections; transfers in flight fail with CLOSED and do not count. */
   async stop(): Promise<void> {
     this.stopping = true;
     await Promise.all(this.clients.map((client) => client.close()));
+    await Promise.all(this.connections.map((connection) => connection.close()));
   }
 }
 

@@ -5,7 +5,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { initTestnet, PbftClient, RequestRefusedError, readKeyFile, startReplica } from 'pbft';
+import {
+  ClusterConnection,
+  initTestnet,
+  PbftClient,
+  RequestRefusedError,
+  readKeyFile,
+  startReplica,
+} from 'pbft';
 import { afterAll, expect, it } from 'vitest';
 import { encodeOperation } from '../../src/ledger/index.ts';
 import { readClusterConfig } from '../../src/node/cluster-config.ts';
@@ -110,6 +117,41 @@ it('embeds four replicas and a client: import { PbftClient, startReplica } from 
     } finally {
       await stale.close();
     }
+    // Many accounts behind one connection: each gets its own replies, and closing one account's
+    // client leaves the shared connection to the others until the connection itself is closed.
+    const shared = await ClusterConnection.open({ cluster: join(dir, 'cluster.json') });
+    const aliceShared = await PbftClient.connect({
+      connection: shared,
+      key: alice,
+      counterFile: join(dir, 'alice.counter'),
+    });
+    const bobShared = await PbftClient.connect({
+      connection: shared,
+      key: bob,
+      counterFile: join(dir, 'bob.counter'),
+    });
+    const aliceBefore = (await bobShared.balance(alice.publicKeyHex)).balance;
+    const bobBefore = (await bobShared.balance(bob.publicKeyHex)).balance;
+    const [fromAlice, fromBob] = await Promise.all([
+      aliceShared.transfer(bob.publicKeyHex, 10),
+      bobShared.transfer(alice.publicKeyHex, 3),
+    ]);
+    // Each receipt is its own sender's: the two may execute in either order.
+    expect([aliceBefore - 10, aliceBefore - 10 + 3]).toContain(fromAlice.balance);
+    expect([bobBefore - 3, bobBefore - 3 + 10]).toContain(fromBob.balance);
+    await aliceShared.close();
+    expect(shared.isClosed).toBe(false);
+    await expect(bobShared.transfer(alice.publicKeyHex, 2)).resolves.toMatchObject({
+      balance: bobBefore + 10 - 3 - 2,
+    });
+    await expect(bobShared.balance(alice.publicKeyHex)).resolves.toMatchObject({
+      balance: aliceBefore - 10 + 3 + 2,
+    });
+    const cutOff = bobShared.transfer(alice.publicKeyHex, 1);
+    await shared.close();
+    await expect(cutOff).rejects.toMatchObject({ code: 'CLOSED' });
+    await bobShared.close();
+
     // A request with a corrupted signature is refused by every replica that sees it.
     const transport = await createClientTransport({ frameSizeMaxBytes: CLIENT_FRAME_SIZE_MAX_BYTES });
     await transport.start();

@@ -1,0 +1,240 @@
+/**
+ * ClusterConnection: one libp2p node with one stream to each replica, shared by any number of
+ * PbftClients (one per account). A program that acts for many accounts (a wallet service, a
+ * gateway, the benchmark's load) opens one connection and sends every account's requests through
+ * it: one Noise session and one stream per replica serve them all, and a replica's replies to the
+ * requests of one batch leave in one write instead of one per account.
+ *
+ * Frames from replicas are routed to the call that waits for them, by (client, t) for requests and
+ * by id for queries, so a frame costs the same however many calls are in flight.
+ */
+import { randomBytes } from 'node:crypto';
+import { type ClusterConfig, readClusterConfig } from '../node/cluster-config.ts';
+import {
+  CLIENT_FRAME_SIZE_MAX_BYTES,
+  decodeReplicaToClient,
+  type ReplicaToClient,
+} from '../protocol/client-protocol.ts';
+import { primaryOf } from '../protocol/config.ts';
+import { type ClientConnection, type ClientTransport, createClientTransport } from '../transport/index.ts';
+import { toHex } from '../util/bytes.ts';
+import { PbftClientError } from './errors.ts';
+
+/** First retransmission after this long without enough matching replies; doubles up to the max. */
+export const REQUEST_RETRY_MS = 1_000;
+export const REQUEST_RETRY_MAX_MS = 8_000;
+/** Connecting to one replica gives up after this long. */
+export const CONNECT_TIMEOUT_MS = 3_000;
+
+export interface ClusterConnectionOptions {
+  /** cluster.json or its path. */
+  cluster: ClusterConfig | string;
+}
+
+/** Decides, frame by frame, whether a call has what it waits for; throwing fails the call. */
+export type Decide<T> = (replica: number, frame: ReplicaToClient) => T | undefined;
+
+/** The route of the frames that answer request t of `client`. */
+export function requestRoute(client: Uint8Array, t: number): string {
+  return `${toHex(client)}:${t}`;
+}
+
+/** The route of the frames that answer query or status probe `id`. */
+export function queryRoute(id: number): string {
+  return `#${id}`;
+}
+
+function routeOf(frame: ReplicaToClient): string {
+  switch (frame.type) {
+    case 'reply':
+      return requestRoute(frame.reply.client, frame.reply.t);
+    case 'request-error':
+      return requestRoute(frame.client, frame.t);
+    case 'query-result':
+    case 'status-result':
+      return queryRoute(frame.id);
+  }
+}
+
+interface Route {
+  onFrame(replica: number, frame: ReplicaToClient): void;
+  fail(error: PbftClientError): void;
+}
+
+export class ClusterConnection {
+  readonly cluster: ClusterConfig;
+  private readonly transport: ClientTransport;
+  private readonly connections = new Map<number, ClientConnection>();
+  private readonly routes = new Map<string, Route>();
+  /** The highest view a reply has shown: new requests go to that view's primary first. */
+  private believedView = 0;
+  private nextQueryId = 1;
+  private closed = false;
+
+  private constructor(cluster: ClusterConfig, transport: ClientTransport) {
+    this.cluster = cluster;
+    this.transport = transport;
+  }
+
+  /** Load the cluster description and connect to every reachable replica (at least one). */
+  static async open(options: ClusterConnectionOptions): Promise<ClusterConnection> {
+    const cluster =
+      typeof options.cluster === 'object' ? options.cluster : await readClusterConfig(options.cluster);
+    const transport = await createClientTransport({
+      seed: randomBytes(32),
+      frameSizeMaxBytes: CLIENT_FRAME_SIZE_MAX_BYTES,
+    });
+    await transport.start();
+    const connection = new ClusterConnection(cluster, transport);
+    await connection.connectAll();
+    if (connection.connections.size === 0) {
+      await connection.close();
+      throw new PbftClientError(
+        'UNREACHABLE',
+        `no replica of ${cluster.path} is reachable (is the testnet running?)`,
+      );
+    }
+    return connection;
+  }
+
+  get f(): number {
+    return this.cluster.f;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** How many replicas this connection currently has a live stream to. */
+  get replicasConnected(): number {
+    let count = 0;
+    for (const connection of this.connections.values()) if (!connection.closed) count++;
+    return count;
+  }
+
+  /** A query id no other call on this connection uses. */
+  newQueryId(): number {
+    return this.nextQueryId++;
+  }
+
+  /** (Re)connect to every replica that has no live stream. */
+  async connectAll(): Promise<void> {
+    await Promise.all(this.cluster.replicas.map((replica) => this.connectTo(replica.id)));
+  }
+
+  private async connectTo(id: number): Promise<ClientConnection | undefined> {
+    const existing = this.connections.get(id);
+    if (existing !== undefined && !existing.closed) return existing;
+    const replica = this.cluster.replicas[id]!;
+    try {
+      const connection = await this.transport.connect(replica, {
+        signal: AbortSignal.timeout(CONNECT_TIMEOUT_MS),
+      });
+      connection.onFrame((frame) => this.onFrame(id, frame));
+      this.connections.set(id, connection);
+      return connection;
+    } catch {
+      this.connections.delete(id);
+      return undefined;
+    }
+  }
+
+  private onFrame(replica: number, bytes: Uint8Array): void {
+    let frame: ReplicaToClient;
+    try {
+      frame = decodeReplicaToClient(bytes);
+    } catch {
+      return; // a replica sending garbage is faulty; its vote simply does not count
+    }
+    // The connection authenticates the replica: a frame only speaks for the replica it came from.
+    const claimed = frame.type === 'reply' ? frame.reply.replica : frame.replica;
+    if (claimed !== replica) return;
+    if (frame.type === 'reply' && frame.reply.view > this.believedView) this.believedView = frame.reply.view;
+    this.routes.get(routeOf(frame))?.onFrame(replica, frame);
+  }
+
+  sendTo(replica: number, frame: Uint8Array): void {
+    const connection = this.connections.get(replica);
+    if (connection === undefined || connection.closed) {
+      void this.connectTo(replica).then((reconnected) => reconnected?.send(frame));
+      return;
+    }
+    connection.send(frame);
+  }
+
+  /** To the primary of the highest view seen in a reply. */
+  sendToPrimary(frame: Uint8Array): void {
+    this.sendTo(primaryOf(this.believedView, this.cluster.replicas.length), frame);
+  }
+
+  broadcast(frame: Uint8Array): void {
+    for (const replica of this.cluster.replicas) this.sendTo(replica.id, frame);
+  }
+
+  /**
+   * Wait until `decide` returns a value for a frame on `route`, resending with `resend(attempt)` on
+   * each retry interval, or fail with TIMEOUT. One call per route at a time.
+   */
+  collect<T>(
+    route: string,
+    what: string,
+    timeoutMs: number,
+    decide: Decide<T>,
+    resend: (attempt: number) => void,
+  ): Promise<T> {
+    if (this.closed) return Promise.reject(new PbftClientError('CLOSED', 'the client is closed'));
+    if (this.routes.has(route))
+      return Promise.reject(new PbftClientError('CLOSED', `${what}: the same request is already waiting`));
+    return new Promise<T>((resolve, reject) => {
+      let retryMs = REQUEST_RETRY_MS;
+      let attempt = 0;
+      let retryTimer: NodeJS.Timeout;
+      const finish = (): void => {
+        clearTimeout(retryTimer);
+        clearTimeout(deadline);
+        this.routes.delete(route);
+      };
+      this.routes.set(route, {
+        onFrame: (replica, frame) => {
+          let value: T | undefined;
+          try {
+            value = decide(replica, frame);
+          } catch (error) {
+            finish();
+            reject(error);
+            return;
+          }
+          if (value === undefined) return;
+          finish();
+          resolve(value);
+        },
+        fail: (error) => {
+          finish();
+          reject(error);
+        },
+      });
+      const retry = (): void => {
+        attempt++;
+        resend(attempt);
+        retryTimer = setTimeout(retry, retryMs);
+        retryMs = Math.min(retryMs * 2, REQUEST_RETRY_MAX_MS);
+      };
+      const deadline = setTimeout(() => {
+        finish();
+        reject(new PbftClientError('TIMEOUT', `${what}: not enough matching replies within ${timeoutMs} ms`));
+      }, timeoutMs);
+      resend(0);
+      retryTimer = setTimeout(retry, retryMs);
+    });
+  }
+
+  /** Close every stream and the libp2p node; calls still waiting fail with CLOSED. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const route of [...this.routes.values()])
+      route.fail(new PbftClientError('CLOSED', 'the client was closed before enough replicas answered'));
+    for (const connection of this.connections.values()) connection.close();
+    await this.transport.stop();
+  }
+}
