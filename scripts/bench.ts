@@ -73,6 +73,7 @@ interface BenchOptions {
   basePort: number;
   load: 'process' | 'inline';
   accountsPerConnection: number;
+  protocol: Record<string, number>;
   cpuProf?: string;
   keep: boolean;
   json: boolean;
@@ -126,6 +127,12 @@ function integerArgument(name: string, min: number): (value: string) => number {
   };
 }
 
+function protocolSetting(text: string, settings: Record<string, number>): Record<string, number> {
+  const match = /^([A-Za-z]+)=(\d+)$/.exec(text);
+  if (match === null) throw new InvalidArgumentError('--protocol takes name=integer, e.g. batchSizeMax=64');
+  return { ...settings, [match[1]!]: Number(match[2]) };
+}
+
 function parseOptions(): BenchOptions {
   const program = new Command('bench')
     .description('throughput and latency of a real pbft cluster on this machine')
@@ -165,6 +172,12 @@ function parseOptions(): BenchOptions {
       'clients that share one libp2p node and stream per replica (1: a node per client)',
       integerArgument('--accounts-per-connection', 1),
       ACCOUNTS_PER_CONNECTION_DEFAULT,
+    )
+    .option(
+      '--protocol <name=value>',
+      'override a protocol setting of cluster.json, e.g. batchSizeMax=64 (repeatable)',
+      protocolSetting,
+      {},
     )
     .option(
       '--cpu-prof <dir>',
@@ -298,6 +311,7 @@ async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult
     replicas: options.replicas,
     basePort: options.basePort,
     accounts: options.clients + SINK_ACCOUNTS,
+    protocol: options.protocol,
   });
   cleanup.add(() => cluster.stopAll());
   if (options.cpuProf !== undefined) {

@@ -95,7 +95,9 @@ export function encodeResult(result: OperationResult): Uint8Array {
   if (result.status === 'rejected') {
     bytes = encodeCanonical({ status: result.status, reason: result.reason, message: result.message });
   } else if (result.type === 'transfer') {
-    bytes = encodeCanonical({ status: result.status, type: result.type, balance: result.balance });
+    // One per executed transfer: two literals and a balance the ledger keeps a safe integer, so it
+    // always decodes and skips the self-check below.
+    return encodeCanonical({ status: result.status, type: result.type, balance: result.balance });
   } else {
     bytes = encodeCanonical({
       status: result.status,

@@ -5,12 +5,12 @@
 import { CodecError, decodeCanonical, encodeCanonical } from '../codec/cbor.ts';
 import { readBoolean, readBytes, readLiteral, readMap, readUint } from '../codec/schema.ts';
 import {
-  decodeMessage,
   encodeMessage,
   type Message,
   OPERATION_SIZE_MAX_BYTES,
   PUBLIC_KEY_BYTES,
   RESULT_SIZE_MAX_BYTES,
+  readMessage,
 } from './messages.ts';
 
 /** Client frames are small: a request, a query or a status probe. */
@@ -99,7 +99,7 @@ export function decodeClientToReplica(bytes: Uint8Array): ClientToReplica {
   const { value, type } = peekType(bytes, CLIENT_FRAME_SIZE_MAX_BYTES);
   switch (type) {
     case 'request': {
-      const message = decodeMessage(bytes, CLIENT_FRAME_SIZE_MAX_BYTES);
+      const message = readMessage(value);
       if (message.type !== 'request')
         throw new CodecError('UNKNOWN_TYPE', 'frame type and message type disagree');
       return message;
@@ -125,7 +125,7 @@ export function decodeReplicaToClient(bytes: Uint8Array): ReplicaToClient {
   const { value, type } = peekType(bytes, CLIENT_FRAME_SIZE_MAX_BYTES);
   switch (type) {
     case 'reply': {
-      const message = decodeMessage(bytes, CLIENT_FRAME_SIZE_MAX_BYTES);
+      const message = readMessage(value);
       if (message.type !== 'reply')
         throw new CodecError('UNKNOWN_TYPE', 'frame type and message type disagree');
       return message;

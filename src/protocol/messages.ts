@@ -397,7 +397,11 @@ function readReplyBody(value: unknown, what: string): ReplyBody {
 
 /** Decode one frame. Throws CodecError (with a stable `code`) on anything not produced by encodeMessage. */
 export function decodeMessage(frame: Uint8Array, maxBytes: number = FRAME_SIZE_MAX_BYTES): Message {
-  const value = decodeCanonical(frame, maxBytes);
+  return readMessage(decodeCanonical(frame, maxBytes));
+}
+
+/** A message from a frame already decoded by `decodeCanonical` (the client protocol peeks first). */
+export function readMessage(value: unknown): Message {
   const top = value as Fields;
   const type = readLiteral(
     typeof top === 'object' && top !== null ? top['type'] : undefined,
