@@ -74,6 +74,7 @@ interface BenchOptions {
   load: 'process' | 'inline';
   accountsPerConnection: number;
   protocol: Record<string, number>;
+  runtime: Record<string, number>;
   cpuProf?: string;
   keep: boolean;
   json: boolean;
@@ -94,6 +95,8 @@ interface BenchResult {
   warmupS: number;
   load: 'process' | 'inline';
   accountsPerConnection: number;
+  /** cluster.json settings changed from their defaults for this run (--protocol, --runtime). */
+  overrides: Record<string, number>;
   transfers: number;
   errors: number;
   txPerSec: number;
@@ -127,10 +130,16 @@ function integerArgument(name: string, min: number): (value: string) => number {
   };
 }
 
-function protocolSetting(text: string, settings: Record<string, number>): Record<string, number> {
-  const match = /^([A-Za-z]+)=(\d+)$/.exec(text);
-  if (match === null) throw new InvalidArgumentError('--protocol takes name=integer, e.g. batchSizeMax=64');
-  return { ...settings, [match[1]!]: Number(match[2]) };
+/** A `name=integer` override of a cluster.json setting; repeated options add up. */
+function setting(
+  option: string,
+  example: string,
+): (text: string, settings: Record<string, number>) => Record<string, number> {
+  return (text, settings) => {
+    const match = /^([A-Za-z]+)=(\d+)$/.exec(text);
+    if (match === null) throw new InvalidArgumentError(`${option} takes name=integer, e.g. ${example}`);
+    return { ...settings, [match[1]!]: Number(match[2]) };
+  };
 }
 
 function parseOptions(): BenchOptions {
@@ -176,7 +185,13 @@ function parseOptions(): BenchOptions {
     .option(
       '--protocol <name=value>',
       'override a protocol setting of cluster.json, e.g. batchSizeMax=64 (repeatable)',
-      protocolSetting,
+      setting('--protocol', 'batchSizeMax=64'),
+      {},
+    )
+    .option(
+      '--runtime <name=value>',
+      'override a runtime setting of cluster.json, e.g. verifyWorkers=1 (repeatable)',
+      setting('--runtime', 'verifyWorkers=1'),
       {},
     )
     .option(
@@ -312,6 +327,7 @@ async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult
     basePort: options.basePort,
     accounts: options.clients + SINK_ACCOUNTS,
     protocol: options.protocol,
+    runtime: options.runtime,
   });
   cleanup.add(() => cluster.stopAll());
   if (options.cpuProf !== undefined) {
@@ -421,6 +437,14 @@ async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult
     warmupS: options.warmup,
     load: options.load,
     accountsPerConnection: options.accountsPerConnection,
+    overrides: {
+      ...Object.fromEntries(
+        Object.entries(options.protocol).map(([name, value]) => [`protocol.${name}`, value]),
+      ),
+      ...Object.fromEntries(
+        Object.entries(options.runtime).map(([name, value]) => [`runtime.${name}`, value]),
+      ),
+    },
     transfers: measured.completed,
     errors: measured.errors,
     txPerSec: round(txPerSec),
@@ -449,6 +473,16 @@ function formatHuman(result: BenchResult): string {
       'replicas / clients',
       `${result.replicas} / ${result.clients} (load ${result.load}, ${result.accountsPerConnection} per connection)`,
     ],
+    ...(Object.keys(result.overrides).length === 0
+      ? []
+      : [
+          [
+            'settings changed',
+            Object.entries(result.overrides)
+              .map(([name, value]) => `${name}=${value}`)
+              .join(', '),
+          ] as [string, string],
+        ]),
     ['measured', `${result.durationS} s after ${result.warmupS} s warm-up`],
     ['throughput', `${result.txPerSec} transfers/s (${result.transfers} committed, ${result.errors} failed)`],
     ['latency', `p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, mean ${result.meanMs} ms`],

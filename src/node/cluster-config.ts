@@ -38,6 +38,11 @@ export interface RuntimeSettings {
   logLevel: LogLevel;
   /** Per client connection. */
   clientFramesPerSecondMax: number;
+  /**
+   * Worker threads that verify signatures off the event loop; 0 verifies on it. Worth it only where
+   * a replica has cores to itself: on a machine shared by all replicas every core is already busy.
+   */
+  verifyWorkers: number;
 }
 
 export interface ClusterConfig {
@@ -58,7 +63,11 @@ export const DEFAULT_RUNTIME_SETTINGS: RuntimeSettings = {
   tickMs: 10,
   logLevel: 'info',
   clientFramesPerSecondMax: 2_000,
+  verifyWorkers: 0,
 };
+
+/** Bound on runtime.verifyWorkers: more threads than any machine's cores only add switching. */
+export const VERIFY_WORKERS_MAX = 64;
 
 /** Production-leaning defaults for real clusters: ticks of 10 ms. */
 export const DEFAULT_CLUSTER_PROTOCOL: Omit<ProtocolConfig, 'replicaCount'> = {
@@ -209,7 +218,12 @@ export function parseClusterConfig(text: string, path: string): ClusterConfig {
   const runtimeJson =
     top['runtime'] === undefined
       ? {}
-      : reader.object(top['runtime'], 'runtime', [], ['tickMs', 'logLevel', 'clientFramesPerSecondMax']);
+      : reader.object(
+          top['runtime'],
+          'runtime',
+          [],
+          ['tickMs', 'logLevel', 'clientFramesPerSecondMax', 'verifyWorkers'],
+        );
   const runtime: RuntimeSettings = {
     tickMs:
       runtimeJson['tickMs'] === undefined
@@ -223,6 +237,10 @@ export function parseClusterConfig(text: string, path: string): ClusterConfig {
       runtimeJson['clientFramesPerSecondMax'] === undefined
         ? DEFAULT_RUNTIME_SETTINGS.clientFramesPerSecondMax
         : reader.integer(runtimeJson['clientFramesPerSecondMax'], 'runtime.clientFramesPerSecondMax', 1),
+    verifyWorkers:
+      runtimeJson['verifyWorkers'] === undefined
+        ? DEFAULT_RUNTIME_SETTINGS.verifyWorkers
+        : reader.integer(runtimeJson['verifyWorkers'], 'runtime.verifyWorkers', 0, VERIFY_WORKERS_MAX),
   };
   return {
     name: reader.string(top['name'], 'name'),

@@ -91,6 +91,12 @@ export class ReplicaMetrics {
     labelNames: ['reason'],
     registers: [this.registry],
   });
+  readonly signaturesVerified = new Counter({
+    name: 'pbft_signatures_verified_total',
+    help: 'ed25519 signatures checked (cache misses), by thread: event-loop or worker',
+    labelNames: ['thread'],
+    registers: [this.registry],
+  });
   readonly stateTransfers = new Counter({
     name: 'pbft_state_transfers_total',
     help: 'State transfers completed',

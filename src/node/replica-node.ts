@@ -31,9 +31,13 @@ import { type DurableState, mustSyncBeforeSending } from '../protocol/durable.ts
 import { decodeMessage, encodeMessage, type Message, type RequestBody } from '../protocol/messages.ts';
 import { type Ready, Replica } from '../protocol/replica.ts';
 import {
+  rememberVerified,
   type SignatureContext,
+  type SignatureRejection,
+  type SignatureToCheck,
+  signaturesToCheck,
   type VerifiedSignatureCache,
-  verifyMessageSignatures,
+  verifyUnchecked,
 } from '../protocol/verify.ts';
 import { LevelStorage } from '../storage/level.ts';
 import type { ReplicaStorage } from '../storage/storage.ts';
@@ -41,7 +45,9 @@ import { type ClientSession, createReplicaTransport, type ReplicaTransport } fro
 import { fromHex, toHex } from '../util/bytes.ts';
 import { Random } from '../util/random.ts';
 import { type ClusterConfig, ConfigFileError, readClusterConfig } from './cluster-config.ts';
+import { InOrderRelease } from './in-order.ts';
 import { ReplicaMetrics } from './metrics.ts';
+import { VerifyPool } from './verify-pool.ts';
 
 /** Most inputs stepped before one storage write: group commit amortises the fsync. */
 const INBOX_BATCH_MAX = 512;
@@ -163,6 +169,10 @@ class ReplicaRuntime implements ReplicaNode {
   private readonly verified = new SignatureCache();
   private readonly replicaKeys: Uint8Array[];
   private readonly signatureContext: SignatureContext;
+  /** Worker threads for signature checks (runtime.verifyWorkers), or null to check on the event loop. */
+  private verifyPool: VerifyPool | null = null;
+  /** Messages being verified by the pool, released to the core in arrival order. */
+  private readonly inOrder = new InOrderRelease();
   private readonly transport: ReplicaTransport;
   private readonly clientSessions = new BoundedCache<string, ClientSession>(CLIENT_SESSIONS_MAX);
   readonly metrics = new ReplicaMetrics();
@@ -246,13 +256,25 @@ class ReplicaRuntime implements ReplicaNode {
       },
       'replica state loaded',
     );
-    await this.transport.start();
+    const workers = this.cluster.runtime.verifyWorkers;
+    if (workers > 0) this.verifyPool = await VerifyPool.start(workers);
+    try {
+      await this.transport.start();
+    } catch (error) {
+      await this.verifyPool?.close();
+      throw error;
+    }
     const metricsUrl = await this.metrics.serve(this.cluster.replicas[this.id]!.metricsPort);
     this.enqueue({ kind: 'start' });
     this.clockStartMs = performance.now();
     this.tickTimer = setInterval(() => this.issueTicks(), this.cluster.runtime.tickMs);
     this.logger.info(
-      { peerId: this.peerId, listen: this.cluster.replicas[this.id]!.multiaddrs, metricsUrl },
+      {
+        peerId: this.peerId,
+        listen: this.cluster.replicas[this.id]!.multiaddrs,
+        metricsUrl,
+        verifyWorkers: workers,
+      },
       'replica started',
     );
   }
@@ -275,6 +297,7 @@ class ReplicaRuntime implements ReplicaNode {
     this.stopped = true;
     if (this.tickTimer !== null) clearInterval(this.tickTimer);
     await this.transport.stop();
+    await this.verifyPool?.close();
     await this.draining;
     await this.storage.close();
     await this.metrics.close();
@@ -303,16 +326,76 @@ class ReplicaRuntime implements ReplicaNode {
       return;
     }
     if (message.type === 'reply') return;
-    const rejection = verifyMessageSignatures(message, this.signatureContext);
-    if (rejection !== null) {
-      this.logger.debug({ from, type: message.type, rejection }, 'message rejected at the edge');
-      this.metrics.invalidMessages.inc({ reason: rejection });
+    this.verifyThen(message, (rejection) => {
+      if (rejection !== null) {
+        this.logger.debug({ from, type: message.type, rejection }, 'message rejected at the edge');
+        this.metrics.invalidMessages.inc({ reason: rejection });
+        return;
+      }
+      this.metrics.messagesReceived.inc({ type: message.type });
+      if (message.type === 'request') this.noteArrival(message.request.body);
+      this.liar?.observe(message);
+      this.enqueue({ kind: 'message', message });
+    });
+  }
+
+  /**
+   * Check every signature in `message`, then call `then` with null or the reason it is rejected.
+   * On the event loop by default; with verify workers asynchronously, and still in arrival order.
+   */
+  private verifyThen(message: Message, then: (rejection: SignatureRejection | null) => void): void {
+    const unchecked = signaturesToCheck(message, this.signatureContext);
+    if (typeof unchecked === 'string') {
+      then(unchecked); // refused outright: nothing reaches the core, so order does not matter
       return;
     }
-    this.metrics.messagesReceived.inc({ type: message.type });
-    if (message.type === 'request') this.noteArrival(message.request.body);
-    this.liar?.observe(message);
-    this.enqueue({ kind: 'message', message });
+    if (this.verifyPool === null) {
+      then(this.verifyOnEventLoop(unchecked));
+      return;
+    }
+    if (unchecked.length === 0 && this.inOrder.length === 0) {
+      then(null);
+      return;
+    }
+    if (this.inOrder.length + this.inbox.length >= INBOX_LENGTH_MAX) {
+      this.logger.warn({ verifying: this.inOrder.length }, 'inbox full, dropping input');
+      return;
+    }
+    const settle = this.inOrder.take();
+    if (unchecked.length === 0) {
+      settle(() => then(null));
+      return;
+    }
+    this.verifyPool
+      .verify(
+        unchecked.map(({ signed, publicKey }) => ({
+          signature: signed.signature,
+          message: signed.bytes,
+          publicKey,
+        })),
+      )
+      .then(
+        (valid) => {
+          this.metrics.signaturesVerified.inc({ thread: 'worker' }, valid.length);
+          if (valid.every(Boolean)) {
+            rememberVerified(unchecked, this.signatureContext);
+            settle(() => then(null));
+          } else {
+            settle(() => then('bad-signature'));
+          }
+        },
+        (error: Error) => {
+          if (this.stopped) return; // the pool closed under it: the replica is stopping
+          // A worker failed (a bug, not bad input): this message is checked on the event loop.
+          this.logger.error({ err: error }, 'verification worker failed; verifying on the event loop');
+          settle(() => then(this.verifyOnEventLoop(unchecked)));
+        },
+      );
+  }
+
+  private verifyOnEventLoop(unchecked: readonly SignatureToCheck[]): SignatureRejection | null {
+    if (unchecked.length > 0) this.metrics.signaturesVerified.inc({ thread: 'event-loop' }, unchecked.length);
+    return verifyUnchecked(unchecked, this.signatureContext);
   }
 
   private onClientFrame(session: ClientSession, frame: Uint8Array): void {
@@ -331,25 +414,27 @@ class ReplicaRuntime implements ReplicaNode {
       case 'request':
         // Through the cache, like replica messages: the same request comes back inside the
         // primary's PRE-PREPARE (at a backup) or again on a retry, and is verified only once.
-        if (verifyMessageSignatures(input, this.signatureContext) !== null) {
-          this.logger.debug({ session: session.id }, 'client request with a bad signature');
-          this.metrics.invalidMessages.inc({ reason: 'bad-signature' });
-          const { client, t } = input.request.body;
-          session.send(
-            encodeClientFrame({
-              type: 'request-error',
-              replica: this.id,
-              client,
-              t,
-              reason: 'bad-signature',
-            }),
-          );
-          return;
-        }
-        this.clientSessions.set(toHex(input.request.body.client), session);
-        this.metrics.messagesReceived.inc({ type: 'request' });
-        this.noteArrival(input.request.body);
-        this.enqueue({ kind: 'message', message: input });
+        this.verifyThen(input, (rejection) => {
+          if (rejection !== null) {
+            this.logger.debug({ session: session.id }, 'client request with a bad signature');
+            this.metrics.invalidMessages.inc({ reason: 'bad-signature' });
+            const { client, t } = input.request.body;
+            session.send(
+              encodeClientFrame({
+                type: 'request-error',
+                replica: this.id,
+                client,
+                t,
+                reason: 'bad-signature',
+              }),
+            );
+            return;
+          }
+          this.clientSessions.set(toHex(input.request.body.client), session);
+          this.metrics.messagesReceived.inc({ type: 'request' });
+          this.noteArrival(input.request.body);
+          this.enqueue({ kind: 'message', message: input });
+        });
         return;
       case 'query': {
         const answer = this.core.query(input.op);

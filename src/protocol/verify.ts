@@ -50,15 +50,42 @@ function cacheKeyOf(signed: Signed<Body>, publicKey: Uint8Array, sha256: Sha256)
   return String.fromCharCode(...sha256(input));
 }
 
-function verifySigned(signed: Signed<Body>, context: SignatureContext): SignatureRejection | null {
-  const publicKey = signerKey(signed.body, context);
-  if (publicKey === undefined) return 'unknown-replica';
+/** A signature the cache has not seen: checked by the caller (here or in a worker), then remembered. */
+export interface SignatureToCheck {
+  signed: Signed<Body>;
+  publicKey: Uint8Array;
+  /** The verified-cache key, '' without a cache. */
+  cacheKey: string;
+}
+
+/**
+ * The signatures in a message that still need checking (none when the cache has seen them all), or
+ * why the message is refused without checking any (a signer that is not a replica).
+ */
+export function signaturesToCheck(
+  message: Message,
+  context: SignatureContext,
+): SignatureToCheck[] | SignatureRejection {
+  const unchecked: SignatureToCheck[] = [];
   const cache = context.cache;
-  const cacheKey = cache === undefined ? '' : cacheKeyOf(signed, publicKey, cache.sha256);
-  if (cache?.verified.has(cacheKey)) return null;
-  if (!context.verifier.verify(signed.signature, signed.bytes, publicKey)) return 'bad-signature';
-  cache?.verified.add(cacheKey);
-  return null;
+  // A NEW-VIEW repeats signatures (its VIEW-CHANGEs carry the same proofs): each is checked once.
+  const inThisMessage = new Set<string>();
+  for (const signed of signedParts(message)) {
+    const publicKey = signerKey(signed.body, context);
+    if (publicKey === undefined) return 'unknown-replica';
+    const cacheKey = cache === undefined ? '' : cacheKeyOf(signed, publicKey, cache.sha256);
+    if (cache !== undefined && (inThisMessage.has(cacheKey) || cache.verified.has(cacheKey))) continue;
+    inThisMessage.add(cacheKey);
+    unchecked.push({ signed, publicKey, cacheKey });
+  }
+  return unchecked;
+}
+
+/** Remember signatures found valid, so the same ones arriving again are not checked again. */
+export function rememberVerified(checked: readonly SignatureToCheck[], context: SignatureContext): void {
+  const verified = context.cache?.verified;
+  if (verified === undefined) return;
+  for (const { cacheKey } of checked) verified.add(cacheKey);
 }
 
 function* preparedSigned(certificate: PreparedCertificate): Generator<Signed<Body>> {
@@ -112,14 +139,23 @@ export function* signedParts(message: Message): Generator<Signed<Body>> {
   }
 }
 
+/** Check signatures from `signaturesToCheck` with the context's verifier and remember the valid ones. */
+export function verifyUnchecked(
+  unchecked: readonly SignatureToCheck[],
+  context: SignatureContext,
+): SignatureRejection | null {
+  for (const { signed, publicKey } of unchecked) {
+    if (!context.verifier.verify(signed.signature, signed.bytes, publicKey)) return 'bad-signature';
+  }
+  rememberVerified(unchecked, context);
+  return null;
+}
+
 /** null when every signature in the message is valid; otherwise why it is not. */
 export function verifyMessageSignatures(
   message: Message,
   context: SignatureContext,
 ): SignatureRejection | null {
-  for (const signed of signedParts(message)) {
-    const rejection = verifySigned(signed, context);
-    if (rejection !== null) return rejection;
-  }
-  return null;
+  const unchecked = signaturesToCheck(message, context);
+  return typeof unchecked === 'string' ? unchecked : verifyUnchecked(unchecked, context);
 }

@@ -41,6 +41,7 @@ const METRIC_NAMES = [
   'pbft_invalid_messages_total',
   'pbft_peers_connected',
   'pbft_state_transfers_total',
+  'pbft_signatures_verified_total',
   'pbft_storage_write_seconds',
 ];
 let dir = '';
@@ -147,9 +148,11 @@ it('embeds four replicas and a client: import { PbftClient, startReplica } from 
     await expect(bobShared.balance(alice.publicKeyHex)).resolves.toMatchObject({
       balance: aliceBefore - 10 + 3 + 2,
     });
-    const cutOff = bobShared.transfer(alice.publicKeyHex, 1);
+    const cutOff = expect(bobShared.transfer(alice.publicKeyHex, 1)).rejects.toMatchObject({
+      code: 'CLOSED',
+    });
     await shared.close();
-    await expect(cutOff).rejects.toMatchObject({ code: 'CLOSED' });
+    await cutOff;
     await bobShared.close();
 
     // A request with a corrupted signature is refused by every replica that sees it.
