@@ -8,10 +8,12 @@
  * profiler has when five processes share two cores.
  */
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { BoundedCache } from '../src/crypto/bounded-cache.ts';
 import { createSigner, createVerifier, sha256 } from '../src/crypto/index.ts';
 import { decodeOperation, encodeOperation, encodeResult } from '../src/ledger/index.ts';
+import { VerifyPool } from '../src/node/verify-pool.ts';
 import { decodeReplicaToClient, encodeClientFrame } from '../src/protocol/client-protocol.ts';
 import {
   decodeMessage,
@@ -26,6 +28,11 @@ import { verifyMessageSignatures } from '../src/protocol/verify.ts';
 
 /** Each measurement runs for about this long after a warm-up of the same length. */
 const MEASURE_MS = 300;
+
+/** Signatures per burst in the verification-throughput comparison (one PRE-PREPARE's worth). */
+const POOL_BURST = 256;
+/** Bursts in flight at once, as when several PRE-PREPAREs and client bursts overlap. */
+const POOL_BURSTS_IN_FLIGHT = 8;
 
 const { values } = parseArgs({ options: { batch: { type: 'string', default: '80' } } });
 const batchSize = Number(values.batch);
@@ -139,3 +146,42 @@ const rows: Array<[string, string, number]> = [
 console.log(`CPU per transfer, one core, batch of ${batchSize} (µs)`);
 for (const [where, what, microseconds] of rows)
   console.log(`${where.padEnd(13)} ${what.padEnd(52)} ${microseconds.toFixed(1).padStart(7)}`);
+
+/**
+ * Signatures per second one replica can check: on its event loop, and with `runtime.verifyWorkers`
+ * workers (1 up to the cores). What a replica with cores to itself gains from the workers.
+ */
+async function poolRate(workers: number): Promise<number> {
+  const pool = await VerifyPool.start(workers);
+  try {
+    const checks = Array.from({ length: POOL_BURST }, (_, index) => {
+      const signed = batch[index % batch.length]!;
+      return { signature: signed.signature, message: signed.bytes, publicKey: signed.body.client };
+    });
+    const burst = async (): Promise<void> => {
+      const valid = await pool.verify(checks);
+      if (!valid.every(Boolean)) throw new Error('a valid signature failed in a worker');
+    };
+    await Promise.all(Array.from({ length: POOL_BURSTS_IN_FLIGHT }, burst)); // warm-up
+    const started = performance.now();
+    let verified = 0;
+    while (performance.now() - started < 4 * MEASURE_MS) {
+      await Promise.all(Array.from({ length: POOL_BURSTS_IN_FLIGHT }, burst));
+      verified += POOL_BURSTS_IN_FLIGHT * POOL_BURST;
+    }
+    return (verified / (performance.now() - started)) * 1000;
+  } finally {
+    await pool.close();
+  }
+}
+
+const onEventLoop =
+  1e6 / microsecondsPer(() => verifier.verify(first.signature, first.bytes, first.body.client));
+console.log(`\nsignatures verified per second by one replica (${availableParallelism()} cores)`);
+console.log(`${'event loop'.padEnd(20)} ${Math.round(onEventLoop).toString().padStart(7)}`);
+for (let workers = 1; workers <= availableParallelism(); workers++) {
+  const rate = await poolRate(workers);
+  console.log(
+    `${`${workers} worker${workers === 1 ? '' : 's'}`.padEnd(20)} ${Math.round(rate).toString().padStart(7)}`,
+  );
+}
