@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BoundedCache } from '../../../src/crypto/bounded-cache.ts';
 import { createSigner, NativeVerifier, NobleVerifier } from '../../../src/crypto/index.ts';
@@ -28,6 +29,41 @@ describe('BoundedCache', () => {
     expect(cache.size).toBe(2);
     expect(cache.get('a')).toBe(10);
     expect(cache.get('b')).toBe(2);
+  });
+
+  it('behaves like a reference LRU over long runs of gets, sets and deletes', () => {
+    // The reference keeps keys in recency order in a plain array: slow, obviously right.
+    type Op = { kind: 'get' | 'set' | 'delete'; key: number };
+    const op = fc.record({
+      kind: fc.constantFrom('get', 'set', 'set', 'delete'),
+      key: fc.nat(12),
+    }) as fc.Arbitrary<Op>;
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 6 }), fc.array(op, { maxLength: 300 }), (bound, ops) => {
+        const cache = new BoundedCache<number, number>(bound);
+        const order: number[] = [];
+        const values = new Map<number, number>();
+        for (const [index, { kind, key }] of ops.entries()) {
+          const at = order.indexOf(key);
+          if (kind === 'get') {
+            expect(cache.get(key)).toBe(at === -1 ? undefined : values.get(key));
+            if (at !== -1) order.push(...order.splice(at, 1));
+          } else if (kind === 'set') {
+            cache.set(key, index);
+            if (at !== -1) order.splice(at, 1);
+            else if (order.length >= bound) values.delete(order.shift()!);
+            order.push(key);
+            values.set(key, index);
+          } else {
+            expect(cache.delete(key)).toBe(at !== -1);
+            if (at !== -1) order.splice(at, 1);
+            values.delete(key);
+          }
+          expect(cache.size).toBe(order.length);
+        }
+      }),
+      { seed: 20_261_122, numRuns: 300 },
+    );
   });
 
   it('requires a positive integer bound', () => {
