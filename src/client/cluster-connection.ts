@@ -183,8 +183,12 @@ export class ClusterConnection {
     resend: (attempt: number) => void,
   ): Promise<T> {
     if (this.closed) return Promise.reject(new PbftClientError('CLOSED', 'the client is closed'));
-    if (this.routes.has(route))
-      return Promise.reject(new PbftClientError('CLOSED', `${what}: the same request is already waiting`));
+    if (this.routes.has(route)) {
+      // Only two clients of one account with separate request counters on one connection do this.
+      return Promise.reject(
+        new PbftClientError('REJECTED', `${what}: request ${route} is already waiting on this connection`),
+      );
+    }
     return new Promise<T>((resolve, reject) => {
       let retryMs = REQUEST_RETRY_MS;
       let attempt = 0;

@@ -386,8 +386,17 @@ class ReplicaRuntime implements ReplicaNode {
         },
         (error: Error) => {
           if (this.stopped) return; // the pool closed under it: the replica is stopping
-          // A worker failed (a bug, not bad input): this message is checked on the event loop.
-          this.logger.error({ err: error }, 'verification worker failed; verifying on the event loop');
+          // A worker failed (a bug, not bad input): this message is checked on the event loop, and
+          // so is everything once no worker is left.
+          const pool = this.verifyPool;
+          if (pool !== null && pool.size === 0) {
+            this.logger.error(
+              { err: error },
+              'every verification worker failed; verifying on the event loop',
+            );
+            this.verifyPool = null;
+            void pool.close();
+          }
           settle(() => then(this.verifyOnEventLoop(unchecked)));
         },
       );

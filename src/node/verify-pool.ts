@@ -11,6 +11,11 @@ import { Worker } from 'node:worker_threads';
 const SPLIT_SIGNATURES_MIN = 16;
 const WORKER_FILE = new URL('./verify-worker.ts', import.meta.url);
 
+export interface VerifyPoolOptions {
+  /** The worker's module (tests substitute a failing one). */
+  workerFile?: URL;
+}
+
 export interface SignatureCheck {
   signature: Uint8Array;
   message: Uint8Array;
@@ -39,6 +44,8 @@ interface Waiting {
 
 interface PoolWorker {
   worker: Worker;
+  /** False once the thread failed or exited: it gets no more work. */
+  alive: boolean;
   /** Jobs sent and not answered, by id. */
   jobs: Map<number, { resolve(valid: Uint8Array): void; reject(error: Error): void }>;
   /** Signatures sent and not answered: the least loaded worker gets the next small burst. */
@@ -46,7 +53,6 @@ interface PoolWorker {
 }
 
 export class VerifyPool {
-  readonly size: number;
   readonly #workers: PoolWorker[];
   #nextJobId = 1;
   /** Asked for during this turn of the event loop; sent together at its end. */
@@ -56,19 +62,27 @@ export class VerifyPool {
 
   private constructor(workers: PoolWorker[]) {
     this.#workers = workers;
-    this.size = workers.length;
+  }
+
+  /** Worker threads still running. */
+  get size(): number {
+    return this.#alive().length;
+  }
+
+  #alive(): PoolWorker[] {
+    return this.#workers.filter((entry) => entry.alive);
   }
 
   /** Start `size` worker threads and wait until each is running. */
-  static async start(size: number): Promise<VerifyPool> {
+  static async start(size: number, options: VerifyPoolOptions = {}): Promise<VerifyPool> {
     const workers = await Promise.all(
       Array.from({ length: size }, async () => {
-        const worker = new Worker(WORKER_FILE);
+        const worker = new Worker(options.workerFile ?? WORKER_FILE);
         await new Promise<void>((resolve, reject) => {
           worker.once('online', resolve);
           worker.once('error', reject);
         });
-        return { worker, jobs: new Map(), signaturesInFlight: 0 } satisfies PoolWorker;
+        return { worker, alive: true, jobs: new Map(), signaturesInFlight: 0 } satisfies PoolWorker;
       }),
     );
     const pool = new VerifyPool(workers);
@@ -83,7 +97,9 @@ export class VerifyPool {
       entry.jobs.delete(answer.id);
       job.resolve(answer.valid);
     });
+    // A failed thread takes no more work; what it held fails, and callers check it elsewhere.
     const fail = (error: Error): void => {
+      entry.alive = false;
       for (const job of entry.jobs.values()) job.reject(error);
       entry.jobs.clear();
     };
@@ -96,6 +112,7 @@ export class VerifyPool {
   /** Whether each signature is valid, in order. Rejects only if a worker fails (a bug, not bad input). */
   verify(checks: readonly SignatureCheck[]): Promise<boolean[]> {
     if (this.#closed) return Promise.reject(new Error('the verification pool is closed'));
+    if (this.size === 0) return Promise.reject(new Error('every verification worker has failed'));
     if (checks.length === 0) return Promise.resolve([]);
     return new Promise((resolve, reject) => {
       this.#waiting.push({ checks, resolve, reject });
@@ -111,15 +128,28 @@ export class VerifyPool {
     const waiting = this.#waiting;
     this.#waiting = [];
     const checks = waiting.flatMap((entry) => entry.checks);
-    const parts =
-      checks.length < SPLIT_SIGNATURES_MIN || this.size === 1
-        ? [{ worker: this.#leastLoaded(), from: 0, to: checks.length }]
-        : this.#workers.map((worker, index) => ({
-            worker,
-            from: Math.floor((index * checks.length) / this.size),
-            to: Math.floor(((index + 1) * checks.length) / this.size),
-          }));
-    const answers = parts.map(({ worker, from, to }) => this.#send(worker, checks.slice(from, to)));
+    const alive = this.#alive();
+    if (alive.length === 0) {
+      const error = new Error('every verification worker has failed');
+      for (const entry of waiting) entry.reject(error);
+      return;
+    }
+    // Small bursts go whole to the least loaded worker; larger ones are split, at least
+    // SPLIT_SIGNATURES_MIN signatures a part.
+    const partCount = Math.max(1, Math.min(alive.length, Math.floor(checks.length / SPLIT_SIGNATURES_MIN)));
+    const workers =
+      partCount === 1
+        ? [alive.reduce((best, entry) => (entry.signaturesInFlight < best.signaturesInFlight ? entry : best))]
+        : alive.slice(0, partCount);
+    const answers = workers.map((worker, index) =>
+      this.#send(
+        worker,
+        checks.slice(
+          Math.floor((index * checks.length) / partCount),
+          Math.floor(((index + 1) * checks.length) / partCount),
+        ),
+      ),
+    );
     Promise.all(answers).then(
       (valids) => {
         const all = valids.flatMap((valid) => Array.from(valid, (byte) => byte === 1));
@@ -133,12 +163,6 @@ export class VerifyPool {
         for (const entry of waiting) entry.reject(error);
       },
     );
-  }
-
-  #leastLoaded(): PoolWorker {
-    let best = this.#workers[0]!;
-    for (const entry of this.#workers) if (entry.signaturesInFlight < best.signaturesInFlight) best = entry;
-    return best;
   }
 
   #send(entry: PoolWorker, checks: readonly SignatureCheck[]): Promise<Uint8Array> {

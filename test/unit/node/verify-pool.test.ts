@@ -83,6 +83,20 @@ describe('VerifyPool', () => {
     await expect(pool.verify([])).resolves.toEqual([]);
   });
 
+  it('fails the checks a dying worker held, then refuses work once no worker is left', async () => {
+    const failing = await VerifyPool.start(2, {
+      workerFile: new URL('./fixtures/failing-verify-worker.ts', import.meta.url),
+    });
+    try {
+      await expect(failing.verify(mixedChecks(40))).rejects.toThrow(/exited/);
+      // Each worker got part of the burst; the second may exit a moment after the first.
+      await expect.poll(() => failing.size).toBe(0);
+      await expect(failing.verify(mixedChecks(1))).rejects.toThrow(/every verification worker has failed/);
+    } finally {
+      await failing.close();
+    }
+  });
+
   it('refuses work once closed', async () => {
     const closing = await VerifyPool.start(1);
     await closing.close();
