@@ -221,8 +221,10 @@ export class PbftClient {
     );
     const frame = encodeClientFrame({ type: 'request', request });
     // Frames on this route answer (client, t): the connection matched both before they get here.
-    const votes = new Map<number, string>();
-    const replyOf = new Map<string, { seq: number; view: number; result: Uint8Array }>();
+    // Correct replicas agree on the sequence number and the result; they may reply from different
+    // views (around a view change), so the view is not part of the vote.
+    const votes = new Map<number, { key: string; view: number }>();
+    const replyOf = new Map<string, { seq: number; result: Uint8Array }>();
     const refusals = new Map<number, RequestErrorReason>();
     const agreed = await this.collect(
       requestRoute(account.publicKey, t),
@@ -237,11 +239,15 @@ export class PbftClient {
           return undefined;
         }
         if (message.type !== 'reply') return undefined;
-        const key = toHex(message.reply.result);
-        votes.set(replica, key);
+        const key = `${message.reply.seq}:${toHex(message.reply.result)}`;
+        votes.set(replica, { key, view: message.reply.view });
         replyOf.set(key, message.reply);
-        const matching = [...votes.values()].filter((vote) => vote === key).length;
-        return matching >= this.f + 1 ? replyOf.get(key) : undefined;
+        const matching = [...votes.values()].filter((vote) => vote.key === key);
+        if (matching.length < this.f + 1) return undefined;
+        // The lowest view among f+1 matching replies is one a correct replica has reached: a liar
+        // cannot send later requests to a primary of its choosing by claiming a far-off view.
+        const view = Math.min(...matching.map((vote) => vote.view));
+        return { ...replyOf.get(key)!, view };
       },
       (attempt) => {
         // First to the primary; on every retry to all replicas (backups forward and start timers).
@@ -249,6 +255,7 @@ export class PbftClient {
         else this.connection.broadcast(frame);
       },
     );
+    this.connection.noteView(agreed.view);
     return { result: decodeResult(agreed.result), t, seq: agreed.seq, view: agreed.view };
   }
 

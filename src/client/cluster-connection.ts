@@ -66,7 +66,7 @@ export class ClusterConnection {
   private readonly transport: ClientTransport;
   private readonly connections = new Map<number, ClientConnection>();
   private readonly routes = new Map<string, Route>();
-  /** The highest view a reply has shown: new requests go to that view's primary first. */
+  /** The highest view f+1 matching replies have shown: new requests go to its primary first. */
   private believedView = 0;
   private nextQueryId = 1;
   private closed = false;
@@ -149,7 +149,6 @@ export class ClusterConnection {
     // The connection authenticates the replica: a frame only speaks for the replica it came from.
     const claimed = frame.type === 'reply' ? frame.reply.replica : frame.replica;
     if (claimed !== replica) return;
-    if (frame.type === 'reply' && frame.reply.view > this.believedView) this.believedView = frame.reply.view;
     this.routes.get(routeOf(frame))?.onFrame(replica, frame);
   }
 
@@ -162,7 +161,12 @@ export class ClusterConnection {
     connection.send(frame);
   }
 
-  /** To the primary of the highest view seen in a reply. */
+  /** Raise the view new requests start in; only from replies f+1 replicas agree on. */
+  noteView(view: number): void {
+    if (view > this.believedView) this.believedView = view;
+  }
+
+  /** To the primary of the view of `noteView`. */
   sendToPrimary(frame: Uint8Array): void {
     this.sendTo(primaryOf(this.believedView, this.cluster.replicas.length), frame);
   }
