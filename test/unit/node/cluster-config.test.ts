@@ -57,6 +57,12 @@ describe('cluster.json', () => {
 
   it('parses a valid file with protocol defaults filled in', async () => {
     const config = parseClusterConfig(JSON.stringify(await validCluster()), '/etc/pbft/cluster.json');
+    expect(config.runtime.verifyWorkers).toBe(0);
+    const withWorkers = parseClusterConfig(
+      JSON.stringify({ ...(await validCluster()), runtime: { verifyWorkers: 4 } }),
+      '/etc/pbft/cluster.json',
+    );
+    expect(withWorkers.runtime.verifyWorkers).toBe(4);
     expect(config.replicas).toHaveLength(4);
     expect(config.protocol.replicaCount).toBe(4);
     expect(config.genesisPath).toBe('/etc/pbft/genesis.json');
@@ -108,6 +114,11 @@ describe('cluster.json', () => {
       'a bad protocol setting',
       (c: Record<string, unknown>) => JSON.stringify({ ...c, protocol: { batchSizeMax: 0 } }),
       /field "protocol\.batchSizeMax" must be between 1/,
+    ],
+    [
+      'more verification workers than any machine has cores',
+      (c: Record<string, unknown>) => JSON.stringify({ ...c, runtime: { verifyWorkers: 65 } }),
+      /field "runtime\.verifyWorkers" must be between 0 and 64/,
     ],
     [
       'duplicate keys',
