@@ -199,9 +199,10 @@ export class PbftClient {
     timeoutMs: number,
     decide: Decide<T>,
     resend: (attempt: number) => void,
+    firstRetryMs?: number,
   ): Promise<T> {
     if (this.closed) return Promise.reject(new PbftClientError('CLOSED', 'the client is closed'));
-    return this.connection.collect(route, what, timeoutMs, decide, resend);
+    return this.connection.collect(route, what, timeoutMs, decide, resend, firstRetryMs);
   }
 
   /** Order an operation through PBFT; resolves with the result f+1 replicas agree on. */
@@ -226,6 +227,8 @@ export class PbftClient {
     const votes = new Map<number, { key: string; view: number }>();
     const replyOf = new Map<string, { seq: number; result: Uint8Array }>();
     const refusals = new Map<number, RequestErrorReason>();
+    const sentMs = performance.now();
+    let retransmitted = false;
     const agreed = await this.collect(
       requestRoute(account.publicKey, t),
       what,
@@ -252,10 +255,15 @@ export class PbftClient {
       (attempt) => {
         // First to the primary; on every retry to all replicas (backups forward and start timers).
         if (attempt === 0) this.connection.sendToPrimary(frame);
-        else this.connection.broadcast(frame);
+        else {
+          retransmitted = true;
+          this.connection.broadcast(frame);
+        }
       },
+      this.connection.requestRetryMs,
     );
     this.connection.noteView(agreed.view);
+    if (!retransmitted) this.connection.observeRequestLatency(performance.now() - sentMs);
     return { result: decodeResult(agreed.result), t, seq: agreed.seq, view: agreed.view };
   }
 

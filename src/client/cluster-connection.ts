@@ -19,8 +19,12 @@ import { primaryOf } from '../protocol/config.ts';
 import { type ClientConnection, type ClientTransport, createClientTransport } from '../transport/index.ts';
 import { toHex } from '../util/bytes.ts';
 import { PbftClientError } from './errors.ts';
+import { RetransmitTimeout } from './retransmit-timeout.ts';
 
-/** First retransmission after this long without enough matching replies; doubles up to the max. */
+/**
+ * First retransmission after this long without enough matching replies, or after what the latency
+ * of recent requests suggests if that is longer (`RetransmitTimeout`); doubles up to the max.
+ */
 export const REQUEST_RETRY_MS = 1_000;
 export const REQUEST_RETRY_MAX_MS = 8_000;
 /** Connecting to one replica gives up after this long. */
@@ -70,6 +74,8 @@ export class ClusterConnection {
   private believedView = 0;
   private nextQueryId = 1;
   private closed = false;
+  /** When ordered requests are first retransmitted, from their latency on this connection. */
+  private readonly retransmit = new RetransmitTimeout(REQUEST_RETRY_MS, REQUEST_RETRY_MAX_MS);
 
   private constructor(cluster: ClusterConfig, transport: ClientTransport) {
     this.cluster = cluster;
@@ -110,6 +116,16 @@ export class ClusterConnection {
     let count = 0;
     for (const connection of this.connections.values()) if (!connection.closed) count++;
     return count;
+  }
+
+  /** How long an ordered request waits before its first retransmission. */
+  get requestRetryMs(): number {
+    return this.retransmit.currentMs;
+  }
+
+  /** The latency of an ordered request answered without being retransmitted. */
+  observeRequestLatency(latencyMs: number): void {
+    this.retransmit.observe(latencyMs);
   }
 
   /** A query id no other call on this connection uses. */
@@ -177,7 +193,8 @@ export class ClusterConnection {
 
   /**
    * Wait until `decide` returns a value for a frame on `route`, resending with `resend(attempt)` on
-   * each retry interval, or fail with TIMEOUT. One call per route at a time.
+   * each retry interval (the first after `firstRetryMs`, then doubling), or fail with TIMEOUT. One
+   * call per route at a time.
    */
   collect<T>(
     route: string,
@@ -185,6 +202,7 @@ export class ClusterConnection {
     timeoutMs: number,
     decide: Decide<T>,
     resend: (attempt: number) => void,
+    firstRetryMs: number = REQUEST_RETRY_MS,
   ): Promise<T> {
     if (this.closed) return Promise.reject(new PbftClientError('CLOSED', 'the client is closed'));
     if (this.routes.has(route)) {
@@ -194,7 +212,7 @@ export class ClusterConnection {
       );
     }
     return new Promise<T>((resolve, reject) => {
-      let retryMs = REQUEST_RETRY_MS;
+      let retryMs = firstRetryMs;
       let attempt = 0;
       let retryTimer: NodeJS.Timeout;
       const finish = (): void => {
