@@ -29,6 +29,7 @@ import {
   startLoadInProcess,
   startLoadProcess,
 } from './lib/load-generator.ts';
+import { parseIntegerAtLeast } from './lib/options.ts';
 import { formatStatuses, ProcessCluster, sleep, waitFor } from './lib/process-cluster.ts';
 
 /** Accounts that only receive: transfers never touch a sender's own balance twice over. */
@@ -128,10 +129,9 @@ interface BenchResult {
 
 function integerArgument(name: string, min: number): (value: string) => number {
   return (value) => {
-    if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < min) {
-      throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    }
-    return Number(value);
+    const parsed = parseIntegerAtLeast(value, min);
+    if (parsed === null) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return parsed;
   };
 }
 

@@ -1,4 +1,10 @@
-/** Command-line helpers shared by the scripts that parse their options with node:util parseArgs. */
+/** Command-line helpers shared by the scripts (sim and chaos with node:util parseArgs, bench with commander). */
+
+/** A decimal integer of at least `min`, or null. */
+export function parseIntegerAtLeast(value: string, min: number): number | null {
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < min) return null;
+  return Number(value);
+}
 
 /**
  * An integer option: `fallback` when absent; otherwise a decimal integer of at least `min`, or
@@ -12,8 +18,5 @@ export function integerOption(
   usage: (message: string) => never,
 ): number {
   if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < min) {
-    usage(`--${name} must be an integer >= ${min}, got "${value}"`);
-  }
-  return Number(value);
+  return parseIntegerAtLeast(value, min) ?? usage(`--${name} must be an integer >= ${min}, got "${value}"`);
 }
