@@ -509,9 +509,8 @@ describe('decoding never fails with anything but a CodecError', () => {
   });
 
   it('deeply nested arrays and maps (a few kilobytes from a peer) are a CodecError, not a RangeError', () => {
-    // cborg decodes and encodes recursively. Depending on how far the JIT has optimised each side,
-    // a nesting depth can decode within the stack but overflow it when decodeCanonical re-encodes
-    // the value for its canonical-form check. Walking the depth up exercises that window.
+    // cborg decodes recursively, so some depth exhausts the stack; where exactly depends on how far
+    // the JIT has optimised it. Walking the depth up finds that point from both sides.
     const nestedArrays = (depth: number) => {
       const frame = new Uint8Array(depth + 1).fill(0x81);
       frame[depth] = 0x00;
