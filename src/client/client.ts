@@ -228,6 +228,7 @@ export class PbftClient {
     const replyOf = new Map<string, { seq: number; result: Uint8Array }>();
     const refusals = new Map<number, RequestErrorReason>();
     const sentMs = performance.now();
+    const firstRetryMs = this.connection.requestRetryMs;
     let retransmitted = false;
     const agreed = await this.collect(
       requestRoute(account.publicKey, t),
@@ -256,11 +257,12 @@ export class PbftClient {
         // First to the primary; on every retry to all replicas (backups forward and start timers).
         if (attempt === 0) this.connection.sendToPrimary(frame);
         else {
+          if (!retransmitted) this.connection.backOffRequestRetry(firstRetryMs);
           retransmitted = true;
           this.connection.broadcast(frame);
         }
       },
-      this.connection.requestRetryMs,
+      firstRetryMs,
     );
     this.connection.noteView(agreed.view);
     if (!retransmitted) this.connection.observeRequestLatency(performance.now() - sentMs);

@@ -123,6 +123,11 @@ export class ClusterConnection {
     return this.retransmit.currentMs;
   }
 
+  /** An ordered request sent with `requestRetryMs` = `waitedMs` is being retransmitted. */
+  backOffRequestRetry(waitedMs: number): void {
+    this.retransmit.backOff(waitedMs);
+  }
+
   /** The latency of an ordered request answered without being retransmitted. */
   observeRequestLatency(latencyMs: number): void {
     this.retransmit.observe(latencyMs);

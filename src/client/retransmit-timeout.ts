@@ -16,6 +16,7 @@ export class RetransmitTimeout {
   readonly ceilingMs: number;
   #smoothedMs: number | null = null;
   #deviationMs = 0;
+  #backedOffMs: number | null = null;
 
   constructor(floorMs: number, ceilingMs: number) {
     if (!(floorMs > 0 && ceilingMs >= floorMs)) throw new RangeError('need 0 < floorMs <= ceilingMs');
@@ -29,6 +30,7 @@ export class RetransmitTimeout {
    */
   observe(latencyMs: number): void {
     if (!(latencyMs >= 0) || !Number.isFinite(latencyMs)) return;
+    this.#backedOffMs = null;
     if (this.#smoothedMs === null) {
       this.#smoothedMs = latencyMs;
       this.#deviationMs = latencyMs / 2;
@@ -38,8 +40,19 @@ export class RetransmitTimeout {
     this.#smoothedMs += SMOOTHING * (latencyMs - this.#smoothedMs);
   }
 
+  /**
+   * A request that waited `waitedMs` (the value `currentMs` had when it was sent) is being
+   * retransmitted. Requests sent together share one timeout, so their retransmissions double it
+   * once, not once each.
+   */
+  backOff(waitedMs: number): void {
+    const backedOffMs = Math.min(this.ceilingMs, 2 * waitedMs);
+    if (backedOffMs > (this.#backedOffMs ?? 0)) this.#backedOffMs = backedOffMs;
+  }
+
   /** Milliseconds to wait before the first retransmission. */
   get currentMs(): number {
+    if (this.#backedOffMs !== null) return this.#backedOffMs;
     if (this.#smoothedMs === null) return this.floorMs;
     const estimate = this.#smoothedMs + DEVIATIONS * this.#deviationMs;
     return Math.min(this.ceilingMs, Math.max(this.floorMs, estimate));

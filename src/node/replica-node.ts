@@ -61,6 +61,13 @@ const CLIENT_SESSIONS_MAX = 10_000;
 const CATCH_UP_TICKS_MAX = 1_000;
 /** Arrival times kept for the commit-latency histogram (requests not yet executed). */
 const ARRIVALS_TRACKED_MAX = 100_000;
+/**
+ * Frames at least this large are fingerprinted before decoding, so a repeated VIEW-CHANGE or
+ * NEW-VIEW is recognised without decoding it and checking every signature in it again.
+ */
+const FINGERPRINT_FRAME_MIN_BYTES = 16 * 1024;
+/** NEW-VIEW fingerprints remembered; a few views' worth. */
+const RECENT_NEW_VIEWS_MAX = 64;
 
 export interface StartReplicaOptions {
   /** The replica's home folder: key.json and data/ (LevelDB). */
@@ -178,6 +185,17 @@ class ReplicaRuntime implements ReplicaNode {
   readonly metrics = new ReplicaMetrics();
   /** client:t → when the request first reached this replica (performance.now(), ms). */
   private readonly arrivals = new BoundedCache<string, number>(ARRIVALS_TRACKED_MAX);
+  /**
+   * Repeats of view-change traffic. A VIEW-CHANGE carries its prepared certificates with their
+   * batches and a NEW-VIEW carries 2f+1 VIEW-CHANGEs, so they run to megabytes; replicas repeat
+   * them every retransmission interval and answer each laggard with the NEW-VIEW, and on a loaded
+   * cluster decoding the same bytes again and again used the CPU the view change needed to finish.
+   * The last checked VIEW-CHANGE of each sender is kept to hand to the core again (it reacts to
+   * repeats: a laggard is answered); a NEW-VIEW already checked is dropped (the core's verdict on
+   * one depends only on its bytes and views it has left).
+   */
+  private readonly lastViewChangeFrom = new Map<number, { fingerprint: string; message: Message }>();
+  private readonly recentNewViews = new BoundedCache<string, true>(RECENT_NEW_VIEWS_MAX);
   private core!: Replica;
   private inbox: Input[] = [];
   private draining: Promise<void> | null = null;
@@ -317,6 +335,16 @@ class ReplicaRuntime implements ReplicaNode {
   // The edge: strict decoding and signature checks before anything reaches the core.
 
   private onReplicaFrame(from: number, frame: Uint8Array): void {
+    const fingerprint = frame.length >= FINGERPRINT_FRAME_MIN_BYTES ? toHex(sha256(frame)) : null;
+    if (fingerprint !== null) {
+      if (this.recentNewViews.get(fingerprint) !== undefined) return;
+      const lastViewChange = this.lastViewChangeFrom.get(from);
+      if (lastViewChange?.fingerprint === fingerprint) {
+        this.metrics.messagesReceived.inc({ type: lastViewChange.message.type });
+        this.enqueue({ kind: 'message', message: lastViewChange.message });
+        return;
+      }
+    }
     let message: Message;
     try {
       message = decodeMessage(frame);
@@ -335,7 +363,10 @@ class ReplicaRuntime implements ReplicaNode {
       this.metrics.messagesReceived.inc({ type: message.type });
       if (message.type === 'request') this.noteArrival(message.request.body);
       this.liar?.observe(message);
-      this.enqueue({ kind: 'message', message });
+      // Remembered only once the core will see it: a repeat must not be dropped in its place.
+      if (!this.enqueue({ kind: 'message', message }) || fingerprint === null) return;
+      if (message.type === 'new-view') this.recentNewViews.set(fingerprint, true);
+      if (message.type === 'view-change') this.lastViewChangeFrom.set(from, { fingerprint, message });
     });
   }
 
@@ -482,14 +513,16 @@ class ReplicaRuntime implements ReplicaNode {
   // -------------------------------------------------------------------------------------------
   // The loop: step a batch of inputs, persist once, then send and reply.
 
-  private enqueue(input: Input): void {
-    if (this.stopped && input.kind !== 'start') return;
+  /** Returns whether the input was queued (not when stopped or the inbox is full). */
+  private enqueue(input: Input): boolean {
+    if (this.stopped && input.kind !== 'start') return false;
     if (this.inbox.length >= INBOX_LENGTH_MAX) {
       this.logger.warn({ inbox: this.inbox.length }, 'inbox full, dropping input');
-      return;
+      return false;
     }
     this.inbox.push(input);
     if (this.draining === null) this.draining = this.drain();
+    return true;
   }
 
   private async drain(): Promise<void> {

@@ -211,6 +211,8 @@ export class Replica {
   private readonly clients = new Map<string, ClientRecord>();
   /** Requests received and not yet executed, one per client (PBFT clients have one outstanding). */
   private readonly pending = new Map<string, Signed<RequestBody>>();
+  /** Backup: clients whose pending request was relayed to this view's primary (leave with `pending`). */
+  private readonly relayed = new Set<string>();
   /** The primary's queue of requests not yet assigned a sequence number, in arrival order. */
   private readonly queue = new Map<string, Signed<RequestBody>>();
   private readonly assigned = new Set<string>();
@@ -451,8 +453,12 @@ export class Replica {
       const key = requestKey(body);
       if (!this.assigned.has(key)) this.queue.set(key, request);
       this.propose();
-    } else {
-      // Forward to the primary (a client that only reached a backup is still served).
+    } else if (isNew || !this.relayed.has(clientHex)) {
+      // Forward to the primary (a client that only reached a backup is still served), once per
+      // request and view: a client retries to every replica, and relaying every copy would hand a
+      // primary that is already behind n-1 more duplicates of each retry. The stream to the
+      // primary is reliable; if it dropped the request anyway, the timer moves to a new view.
+      this.relayed.add(clientHex);
       this.sendTo(this.primary, { type: 'request', request });
     }
     // Every replica watches its pending requests, the primary too: a primary left behind in an old
@@ -766,7 +772,10 @@ export class Replica {
       }
       requests.push({ request, result });
       const waiting = this.pending.get(clientHex);
-      if (waiting !== undefined && waiting.body.t <= body.t) this.pending.delete(clientHex);
+      if (waiting !== undefined && waiting.body.t <= body.t) {
+        this.pending.delete(clientHex);
+        this.relayed.delete(clientHex);
+      }
       const key = requestKey(body);
       this.queue.delete(key);
       this.assigned.delete(key);
@@ -1023,7 +1032,10 @@ export class Replica {
     this.out.events.push({ type: 'state-transferred', seq });
     for (const [clientHex, request] of this.pending) {
       const record = this.clients.get(clientHex);
-      if (record !== undefined && record.t >= request.body.t) this.pending.delete(clientHex);
+      if (record !== undefined && record.t >= request.body.t) {
+        this.pending.delete(clientHex);
+        this.relayed.delete(clientHex);
+      }
     }
     this.collectGarbage(seq);
     this.executeCommitted();
@@ -1053,6 +1065,8 @@ export class Replica {
     this.log.clear();
     this.queue.clear();
     this.assigned.clear();
+    // The next primary has not seen what was relayed to this one.
+    this.relayed.clear();
     const prepared = [...this.prepared.values()]
       .filter((certificate) => certificate.prePrepare.body.seq > this.stable.seq)
       .sort((a, b) => a.prePrepare.body.seq - b.prePrepare.body.seq);
@@ -1102,8 +1116,13 @@ export class Replica {
       }
       if (body.newView < this.view || this.status === 'normal') return;
     }
-    const reason = checkViewChange(body, this.certificateContext);
-    if (reason !== null) return this.rejectBody(body, reason);
+    // A repeat of a VIEW-CHANGE already checked (senders retransmit them) needs no second check of
+    // its certificates, which hold whole batches.
+    const stored = this.viewChanges.get(body.replica)?.get(body.newView);
+    if (stored === undefined || !bytesEqual(stored.bytes, viewChange.bytes)) {
+      const reason = checkViewChange(body, this.certificateContext);
+      if (reason !== null) return this.rejectBody(body, reason);
+    }
     this.storeViewChange(viewChange);
     this.maybeJoinViewChange();
     this.maybeSendNewView();

@@ -31,4 +31,26 @@ describe('RetransmitTimeout', () => {
     expect(timeout.currentMs).toBe(1_000);
     expect(() => new RetransmitTimeout(0, 10)).toThrow(RangeError);
   });
+
+  it('backs off on a retransmission and holds it until a request is answered without one (Karn)', () => {
+    const timeout = new RetransmitTimeout(1_000, 8_000);
+    // A cold start slower than the floor: every request is retransmitted, so there are no samples.
+    timeout.backOff(timeout.currentMs);
+    expect(timeout.currentMs).toBe(2_000);
+    timeout.backOff(timeout.currentMs);
+    timeout.backOff(timeout.currentMs);
+    expect(timeout.currentMs).toBe(8_000);
+    timeout.backOff(timeout.currentMs);
+    expect(timeout.currentMs).toBe(8_000);
+    // The first request answered without a retransmission gives the estimator its say again.
+    timeout.observe(300);
+    expect(timeout.currentMs).toBe(1_000);
+  });
+
+  it('requests sent together that all time out double the timeout once, not once each', () => {
+    const timeout = new RetransmitTimeout(1_000, 8_000);
+    const sentWithMs = timeout.currentMs;
+    for (let request = 0; request < 32; request++) timeout.backOff(sentWithMs);
+    expect(timeout.currentMs).toBe(2_000);
+  });
 });
