@@ -45,4 +45,26 @@ describe('clients', () => {
     cluster.deliverAll();
     for (let id = 0; id < cluster.n; id++) expect(cluster.repliesFor(id, request)).toHaveLength(1);
   });
+
+  it('a backup relays a request to the primary once per view, however often the client retries', () => {
+    const cluster = new Cluster().start();
+    preparedButNotCommitted(cluster);
+    const request = cluster.request(2);
+    const [first] = cluster.submit(request, 2);
+    expect(first!.send).toEqual([{ to: 0, message: { type: 'request', request } }]);
+    // The client's retries reach every replica; relaying each copy would multiply the primary's load.
+    for (let retry = 0; retry < 3; retry++) {
+      const [again] = cluster.submit(request, 2);
+      expect(again!.send).toEqual([]);
+    }
+    // The relay is lost with the old primary's view; the new primary has not seen the request, so
+    // the first retry in the new view is relayed again.
+    cluster.tickAll(cluster.config.viewChangeTimeoutTicks);
+    cluster.deliverAll({ drop: (e) => dropViewZeroCommits(e) || e.message.type === 'request' });
+    expect(cluster.replica(2).primary).toBe(1);
+    const [afterViewChange] = cluster.submit(request, 2);
+    expect(afterViewChange!.send).toEqual([{ to: 1, message: { type: 'request', request } }]);
+    const [repeated] = cluster.submit(request, 2);
+    expect(repeated!.send).toEqual([]);
+  });
 });
