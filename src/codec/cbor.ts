@@ -35,7 +35,8 @@ export class CodecError extends Error {
   }
 }
 
-const DECODE_OPTIONS = {
+/** cborg's strictest decoding; `CanonicalTokenizer` adds what it leaves out. */
+export const STRICT_DECODE_OPTIONS = {
   strict: true,
   allowIndefinite: false,
   allowUndefined: false,
@@ -77,7 +78,7 @@ export function decodeCanonical(bytes: Uint8Array, maxBytes: number = FRAME_SIZE
       ? bytes
       : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
   try {
-    return decode(data, { ...DECODE_OPTIONS, tokenizer: new CanonicalTokenizer(data) });
+    return decode(data, { ...STRICT_DECODE_OPTIONS, tokenizer: new CanonicalTokenizer(data) });
   } catch (error) {
     if (error instanceof CodecError) throw error;
     // cborg's own rejections, and a RangeError from nesting deep enough to exhaust its stack.
@@ -109,7 +110,7 @@ class CanonicalTokenizer {
 
   constructor(data: Uint8Array) {
     this.#data = data;
-    this.#inner = new Tokenizer(data, DECODE_OPTIONS);
+    this.#inner = new Tokenizer(data, STRICT_DECODE_OPTIONS);
   }
 
   done(): boolean {

@@ -1065,8 +1065,6 @@ export class Replica {
     this.log.clear();
     this.queue.clear();
     this.assigned.clear();
-    // The next primary has not seen what was relayed to this one.
-    this.relayed.clear();
     const prepared = [...this.prepared.values()]
       .filter((certificate) => certificate.prePrepare.body.seq > this.stable.seq)
       .sort((a, b) => a.prePrepare.body.seq - b.prePrepare.body.seq);
@@ -1270,6 +1268,9 @@ export class Replica {
     this.log.clear();
     this.queue.clear();
     this.assigned.clear();
+    // A replica can enter a view straight from an older one (a NEW-VIEW that skipped its own view
+    // change); the new primary has not seen what was relayed to the old one.
+    this.relayed.clear();
     for (const [replica, byView] of this.viewChanges) {
       for (const view of byView.keys()) if (view <= this.view) byView.delete(view);
       if (byView.size === 0) this.viewChanges.delete(replica);

@@ -8,7 +8,12 @@
 import { decode, encode } from 'cborg';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CodecError, decodeCanonical, encodeCanonical } from '../../../src/codec/cbor.ts';
+import {
+  CodecError,
+  decodeCanonical,
+  encodeCanonical,
+  STRICT_DECODE_OPTIONS,
+} from '../../../src/codec/cbor.ts';
 import { concatBytes } from '../../../src/util/bytes.ts';
 
 const SEED = 20_261_123;
@@ -17,16 +22,7 @@ const SEED = 20_261_123;
 function referenceDecode(bytes: Uint8Array): { ok: true; value: unknown } | { ok: false } {
   let value: unknown;
   try {
-    value = decode(bytes, {
-      strict: true,
-      allowIndefinite: false,
-      allowUndefined: false,
-      allowInfinity: false,
-      allowNaN: false,
-      allowBigInt: false,
-      rejectDuplicateMapKeys: true,
-      useMaps: false,
-    });
+    value = decode(bytes, STRICT_DECODE_OPTIONS);
     const again = encodeCanonical(value);
     if (again.length !== bytes.length || again.some((byte, index) => byte !== bytes[index]))
       return { ok: false };
