@@ -289,6 +289,27 @@ describe('view change: NEW-VIEW', () => {
     );
   });
 
+  it('only a byte-identical repeat of a stored VIEW-CHANGE skips the check; any other one from that replica is checked', () => {
+    const cluster = new Cluster().start();
+    const a = cluster.request(0);
+    const good = cluster.preparedCertificate(0, 1, [a]);
+    const forged = { ...good, batch: [cluster.request(1)] };
+    const valid = cluster.viewChange(3, 1, { prepared: [good] });
+    const invalid = cluster.viewChange(3, 1, { prepared: [forged] });
+    // An invalid one is never stored, so its repeats are checked (and rejected) every time.
+    for (let copy = 0; copy < 2; copy++) {
+      expect(rejections(cluster.step(2, { type: 'view-change', viewChange: invalid }))).toEqual([
+        'view-change:prepared-digest-mismatch',
+      ]);
+    }
+    expect(rejections(cluster.step(2, { type: 'view-change', viewChange: valid }))).toEqual([]);
+    expect(rejections(cluster.step(2, { type: 'view-change', viewChange: valid }))).toEqual([]);
+    // Once a valid one is stored, a different VIEW-CHANGE for the same view is still checked.
+    expect(rejections(cluster.step(2, { type: 'view-change', viewChange: invalid }))).toEqual([
+      'view-change:prepared-digest-mismatch',
+    ]);
+  });
+
   it('end to end, O re-proposes prepared batches with their sequence numbers and fills gaps with null requests', () => {
     const cluster = new Cluster().start();
     const requests = [0, 1, 2].map((index) => cluster.request(index));
