@@ -1,6 +1,6 @@
 /**
  * npm run bench -- [--replicas 4] [--clients 32] [--duration 20] [--warmup 5] [--json]
- * npm run bench -- --soak            (5 minutes, RSS sampled every 10 s, judged flat or not)
+ * npm run bench -- --soak            (10 minutes, RSS sampled every 10 s, judged flat or not)
  *
  * Starts a real cluster (one `pbft node` process per replica, libp2p over loopback) in a temporary
  * folder, drives it with closed-loop clients (one funded account each, transfer after transfer),
