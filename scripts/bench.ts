@@ -64,6 +64,11 @@ const RSS_FLAT_TOLERANCE_MB = 16;
 /** Samples averaged at two thirds and at the end of a soak run. */
 const SOAK_WINDOW_SAMPLES = 3;
 const PERCENT = 100;
+/**
+ * The share of the signature ceiling pbft aims for (docs/performance.md). Printed beside the CPU per
+ * transfer: at this ratio the whole run may spend at most (verification per transfer) ÷ ratio.
+ */
+const RATIO_TARGET = 0.6;
 /** /proc/stat counts CPU time in clock ticks of 1/100 s (USER_HZ). */
 const CLOCK_TICKS_PER_SECOND = 100;
 /** Above this much CPU used by other processes during the run, the result is flagged as disturbed. */
@@ -122,6 +127,12 @@ interface BenchResult {
   cores: number;
   ceilingTxPerSec: number;
   ratio: number;
+  /** CPU of the replicas, the clients and the benchmark per committed transfer. */
+  cpuMsPerTransfer: number;
+  /** Of that, the replicas' CPU. */
+  replicaCpuMsPerTransfer: number;
+  /** What the ceiling counts per transfer: one native verification per replica. */
+  verifyMsPerTransfer: number;
   node: string;
   cpuModel: string;
   soak?: { samples: Sample[]; rssFlat: boolean; rssGrowthMb: number[] };
@@ -436,6 +447,8 @@ async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult
   const sorted = measured.latenciesMs.sort((a, b) => a - b);
   const txPerSec = measured.completed / wallS;
   const meanMs = sorted.reduce((sum, value) => sum + value, 0) / Math.max(1, sorted.length);
+  const replicaCpuSecondsTotal = replicaCpuSeconds.reduce((sum, seconds) => sum + seconds, 0);
+  const committed = Math.max(1, measured.completed);
   return {
     replicas: options.replicas,
     clients: options.clients,
@@ -467,6 +480,9 @@ async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult
     cores,
     ceilingTxPerSec: round(ceilingTxPerSec),
     ratio: round(txPerSec / ceilingTxPerSec, 3),
+    cpuMsPerTransfer: round((1000 * ownCpuSeconds) / committed, 3),
+    replicaCpuMsPerTransfer: round((1000 * replicaCpuSecondsTotal) / committed, 3),
+    verifyMsPerTransfer: round((1000 * options.replicas) / verifyPerSecNative, 3),
     node: process.version,
     cpuModel: cpus()[0]?.model ?? 'unknown',
     ...(options.soak ? { soak: { samples, ...judgeSoak(samples) } } : {}),
@@ -505,6 +521,12 @@ function formatHuman(result: BenchResult): string {
       `${result.ceilingTxPerSec} transfers/s = ${result.cores} cores × ${result.verifyPerSecNative} ÷ ${result.replicas} replicas`,
     ],
     ['ratio', `${result.ratio} of the ceiling`],
+    ['CPU per transfer', `${result.cpuMsPerTransfer} ms (replicas ${result.replicaCpuMsPerTransfer} ms)`],
+    [
+      `at ratio ${RATIO_TARGET}`,
+      `at most ${round(result.verifyMsPerTransfer / RATIO_TARGET, 3)} ms per transfer with every core busy ` +
+        `(the ceiling counts ${result.verifyMsPerTransfer} ms of verification)`,
+    ],
   ];
   if (result.soak !== undefined) {
     rows.push([

@@ -37,6 +37,9 @@ describe('npm run bench', () => {
         'verifyPerSecNoble',
         'durationS',
         'loadCpuPercent',
+        'cpuMsPerTransfer',
+        'replicaCpuMsPerTransfer',
+        'verifyMsPerTransfer',
       ]) {
         expect(typeof result[key], key).toBe('number');
         expect(Number.isFinite(result[key]), key).toBe(true);
@@ -49,6 +52,12 @@ describe('npm run bench', () => {
       const cpu = result['cpuPercentPerReplica'] as unknown[];
       expect(cpu).toHaveLength(4);
       for (const value of cpu) expect(typeof value).toBe('number');
+      // The replicas' share is part of the whole; the ceiling counts one verification per replica.
+      expect(result['replicaCpuMsPerTransfer']).toBeLessThanOrEqual(result['cpuMsPerTransfer'] as number);
+      expect(result['verifyMsPerTransfer']).toBeCloseTo(
+        (1000 * 4) / (result['verifyPerSecNative'] as number),
+        2,
+      );
     },
     RUN_TIMEOUT_MS,
   );
