@@ -18,7 +18,7 @@ import { decodeReplicaToClient, encodeClientFrame } from '../src/protocol/client
 import {
   decodeMessage,
   encodeMessage,
-  encodePreparedCertificate,
+  encodePreparedSlot,
   type PrePrepareBody,
   type RequestBody,
   type Signed,
@@ -145,8 +145,11 @@ const rows: Array<[string, string, number]> = [
   ],
   [
     'each replica',
-    'encode the prepared certificate (per request)',
-    microsecondsPer(() => encodePreparedCertificate({ prePrepare, batch, prepares: [] }), batchSize),
+    'encode the prepared certificate with its batch (per request)',
+    microsecondsPer(
+      () => encodePreparedSlot({ certificate: { prePrepare, prepares: [] }, batch }),
+      batchSize,
+    ),
   ],
   ['each replica', 'decode the operation', microsecondsPer(() => decodeOperation(op))],
   [

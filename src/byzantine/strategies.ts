@@ -278,7 +278,7 @@ class FakeViewChange extends HonestByDefault {
       ),
     );
     const prepared = [
-      { prePrepare, batch: [], prepares },
+      { prePrepare, prepares },
       ...body.prepared.filter((c) => c.prePrepare.body.seq !== seq),
     ];
     return [{ type: 'view-change', viewChange: resign<ViewChangeBody>({ ...body, prepared }, context) }];

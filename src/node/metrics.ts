@@ -102,6 +102,16 @@ export class ReplicaMetrics {
     help: 'State transfers completed',
     registers: [this.registry],
   });
+  readonly batchesFetched = new Counter({
+    name: 'pbft_batches_fetched_total',
+    help: 'Batches of NEW-VIEW slots this replica lacked and then received (by FETCH-BATCH or from the primary)',
+    registers: [this.registry],
+  });
+  readonly batchesAwaited = new Gauge({
+    name: 'pbft_batches_awaited',
+    help: 'Slots of the current view waiting for their batch (FETCH-BATCH outstanding)',
+    registers: [this.registry],
+  });
 
   private server: Server | null = null;
 

@@ -566,6 +566,7 @@ class ReplicaRuntime implements ReplicaNode {
     this.metrics.stableCheckpoint.set(status.stableCheckpoint);
     this.metrics.lowWatermark.set(this.core.lowWatermark);
     this.metrics.requestsInFlight.set(this.core.pendingRequestCount);
+    this.metrics.batchesAwaited.set(this.core.awaitedBatchCount);
     this.metrics.peersConnected.set(status.peersConnected);
   }
 
@@ -666,6 +667,7 @@ class ReplicaRuntime implements ReplicaNode {
       }
       if (event.type === 'view-change-started') this.metrics.viewChanges.inc({ reason: event.reason });
       if (event.type === 'state-transferred') this.metrics.stateTransfers.inc();
+      if (event.type === 'batch-fetched') this.metrics.batchesFetched.inc();
       if (event.type === 'message-rejected') {
         this.metrics.invalidMessages.inc({ reason: event.reason });
         this.logger.debug(

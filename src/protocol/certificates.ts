@@ -10,6 +10,7 @@ import type {
   CheckpointBody,
   PrePrepareBody,
   PreparedCertificate,
+  ReplicaId,
   RequestBody,
   Signed,
   ViewChangeBody,
@@ -45,7 +46,6 @@ export type CertificateRejection =
   | 'prepared-view-too-high'
   | 'prepared-not-from-primary'
   | 'prepared-outside-window'
-  | 'prepared-digest-mismatch'
   | 'prepared-too-few-prepares'
   | 'prepared-prepare-mismatch'
   | 'prepared-prepare-from-primary'
@@ -86,8 +86,9 @@ export function checkCheckpointProof(
 
 /**
  * A prepared certificate inside a VIEW-CHANGE for `newView` whose sender's stable checkpoint is
- * `stableSeq`: a PRE-PREPARE from the primary of an earlier view, its batch, and 2f PREPAREs from
- * distinct backups of that view matching (view, seq, digest).
+ * `stableSeq`: a PRE-PREPARE header from the primary of an earlier view and 2f PREPAREs from
+ * distinct backups of that view matching (view, seq, digest). The batch is not in it; the digest
+ * stands for it.
  */
 export function checkPreparedCertificate(
   certificate: PreparedCertificate,
@@ -101,8 +102,6 @@ export function checkPreparedCertificate(
   if (body.replica !== primaryOf(body.view, n)) return 'prepared-not-from-primary';
   if (body.seq <= stableSeq || body.seq > stableSeq + context.watermarkWindow)
     return 'prepared-outside-window';
-  if (!bytesEqual(batchDigest(certificate.batch, context.sha256), body.digest))
-    return 'prepared-digest-mismatch';
   const signers = new Set<number>();
   for (const prepare of certificate.prepares) {
     const p = prepare.body;
@@ -136,11 +135,18 @@ export function checkViewChange(
   return null;
 }
 
-/** One slot of a NEW-VIEW's O: the batch re-proposed at `seq` (empty = null request). */
+/** One slot of a NEW-VIEW's O: the digest of the batch re-proposed at `seq`. */
 export interface NewViewSlot {
   seq: number;
   digest: Uint8Array;
-  batch: Signed<RequestBody>[];
+  /** The null request (an empty batch, which every replica has without fetching). */
+  isNull: boolean;
+  /**
+   * Replicas that vouched for the batch and so hold it, if correct: the senders of the VIEW-CHANGEs
+   * whose certificate for this slot has this digest, and every signer of those certificates. In
+   * ascending order, without repeats.
+   */
+  sources: ReplicaId[];
 }
 
 export interface NewViewPlan {
@@ -181,13 +187,29 @@ export function computeNewViewPlan(viewChanges: readonly ViewChangeBody[], sha25
   const slots: NewViewSlot[] = [];
   for (let seq = stableSeq + 1; seq <= highestSeq; seq++) {
     const certificate = best.get(seq);
-    slots.push(
-      certificate === undefined
-        ? { seq, digest: nullDigest, batch: [] }
-        : { seq, digest: certificate.prePrepare.body.digest, batch: certificate.batch },
-    );
+    if (certificate === undefined) {
+      slots.push({ seq, digest: nullDigest, isNull: true, sources: [] });
+      continue;
+    }
+    const digest = certificate.prePrepare.body.digest;
+    slots.push({ seq, digest, isNull: false, sources: vouchersFor(viewChanges, seq, digest) });
   }
   return { stableSeq, checkpointProof, slots };
+}
+
+/** Every replica in V that signed or carried a certificate for (`seq`, `digest`). */
+function vouchersFor(viewChanges: readonly ViewChangeBody[], seq: number, digest: Uint8Array): ReplicaId[] {
+  const vouchers = new Set<ReplicaId>();
+  for (const viewChange of viewChanges) {
+    for (const certificate of viewChange.prepared) {
+      const header = certificate.prePrepare.body;
+      if (header.seq !== seq || !bytesEqual(header.digest, digest)) continue;
+      vouchers.add(viewChange.replica);
+      vouchers.add(header.replica);
+      for (const prepare of certificate.prepares) vouchers.add(prepare.body.replica);
+    }
+  }
+  return [...vouchers].sort((a, b) => a - b);
 }
 
 /** Does a NEW-VIEW's list of PRE-PREPAREs match the O recomputed from its V? */

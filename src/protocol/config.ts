@@ -1,4 +1,5 @@
 /** Protocol parameters, quorum arithmetic and their validation. */
+import { messageBoundViolation, REQUEST_WIRE_BYTES_MAX } from './message-bounds.ts';
 import { BATCH_SIZE_LIMIT, REPLICAS_MAX, WINDOW_LIMIT } from './messages.ts';
 
 export interface ProtocolConfig {
@@ -10,6 +11,11 @@ export interface ProtocolConfig {
   watermarkWindow: number;
   /** Most requests in one PRE-PREPARE. */
   batchSizeMax: number;
+  /**
+   * Most bytes of requests in one PRE-PREPARE (signed bytes plus signatures, `requestWireBytes`).
+   * With the count it bounds every message that carries a batch; see message-bounds.ts.
+   */
+  batchBytesMax: number;
   /** Most sequence numbers the primary keeps in flight (proposed, not yet executed). ≤ L. */
   pipelineDepthMax: number;
   /** Ticks a backup waits for a pending request to execute before starting a view change. */
@@ -31,6 +37,7 @@ export const DEFAULT_PROTOCOL_CONFIG: Omit<ProtocolConfig, 'replicaCount'> = {
   checkpointInterval: 32,
   watermarkWindow: 128,
   batchSizeMax: 128,
+  batchBytesMax: 256 * 1024,
   pipelineDepthMax: 16,
   viewChangeTimeoutTicks: 20,
   viewChangeTimeoutMaxTicks: 320,
@@ -48,6 +55,7 @@ export const PROTOCOL_SETTINGS = [
   'checkpointInterval',
   'watermarkWindow',
   'batchSizeMax',
+  'batchBytesMax',
   'pipelineDepthMax',
   'viewChangeTimeoutTicks',
   'viewChangeTimeoutMaxTicks',
@@ -82,6 +90,12 @@ export function validateProtocolConfig(config: ProtocolConfig): void {
   if (config.viewChangeTimeoutMaxTicks < config.viewChangeTimeoutTicks) {
     throw new ConfigError('viewChangeTimeoutMaxTicks must be at least viewChangeTimeoutTicks');
   }
+  if (config.batchBytesMax < REQUEST_WIRE_BYTES_MAX) {
+    throw new ConfigError(`batchBytesMax must be at least ${REQUEST_WIRE_BYTES_MAX}, the largest request`);
+  }
+  // Every message the protocol can build must fit a frame, or a view change could never finish.
+  const violation = messageBoundViolation(config);
+  if (violation !== null) throw new ConfigError(violation);
 }
 
 /** Quorum sizes for n = 3f + 1. */

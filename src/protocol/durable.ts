@@ -11,7 +11,7 @@ import type {
   CheckpointBody,
   Message,
   NewViewBody,
-  PreparedCertificate,
+  PreparedSlot,
   Signed,
   ViewChangeBody,
 } from './messages.ts';
@@ -33,8 +33,8 @@ export type PersistOp =
   | { type: 'view'; view: number; viewChangeInProgress: boolean }
   /** Append an ordering message of `view` to the log. Storage may drop log messages of older views. */
   | { type: 'log'; message: LogMessage }
-  /** The highest-view prepared certificate for its sequence number (replaces an older one). */
-  | { type: 'prepared'; certificate: PreparedCertificate }
+  /** The highest-view prepared certificate for its sequence number, with its batch (replaces an older one). */
+  | { type: 'prepared'; slot: PreparedSlot }
   | { type: 'own-view-change'; viewChange: Signed<ViewChangeBody> }
   | { type: 'new-view'; newView: Signed<NewViewBody> }
   /** A new stable checkpoint: storage drops log messages and prepared certificates at or below it. */
@@ -47,7 +47,7 @@ export interface DurableState {
   stableCheckpoint: StableCheckpoint | null;
   ownViewChange: Signed<ViewChangeBody> | null;
   newView: Signed<NewViewBody> | null;
-  prepared: PreparedCertificate[];
+  prepared: PreparedSlot[];
   /** Log messages in the order they were persisted. */
   log: LogMessage[];
 }
@@ -119,9 +119,9 @@ export function applyPersistOps(state: DurableState, ops: readonly PersistOp[]):
         state.log.push(op.message);
         break;
       case 'prepared': {
-        const seq = op.certificate.prePrepare.body.seq;
-        state.prepared = state.prepared.filter((c) => c.prePrepare.body.seq !== seq);
-        state.prepared.push(op.certificate);
+        const seq = op.slot.certificate.prePrepare.body.seq;
+        state.prepared = state.prepared.filter((slot) => slot.certificate.prePrepare.body.seq !== seq);
+        state.prepared.push(op.slot);
         break;
       }
       case 'own-view-change':
@@ -134,7 +134,7 @@ export function applyPersistOps(state: DurableState, ops: readonly PersistOp[]):
         const seq = op.checkpoint.seq;
         state.stableCheckpoint = op.checkpoint;
         state.log = state.log.filter((message) => logMessageSeq(message) > seq);
-        state.prepared = state.prepared.filter((c) => c.prePrepare.body.seq > seq);
+        state.prepared = state.prepared.filter((slot) => slot.certificate.prePrepare.body.seq > seq);
         break;
       }
     }

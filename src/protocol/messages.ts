@@ -4,7 +4,9 @@
  * A signed message carries the canonical bytes of its body next to the signature, so verification
  * and digests work on exactly the bytes that were signed and nothing is re-encoded on the hot path.
  * A PRE-PREPARE's batch travels beside the signed header, as in the paper: the signature covers the
- * batch digest, and the receiver recomputes the digest from the batch.
+ * batch digest, and the receiver recomputes the digest from the batch. Certificates (prepared
+ * certificates, VIEW-CHANGE, NEW-VIEW) carry digests only; a replica that lacks the batch behind a
+ * digest asks for it with FETCH-BATCH and gets it in a BATCH, which the digest authenticates.
  */
 import { CodecError, decodeCanonical, encodeCanonical, FRAME_SIZE_MAX_BYTES } from '../codec/cbor.ts';
 import { type Fields, readArray, readBytes, readLiteral, readMap, readUint } from '../codec/schema.ts';
@@ -67,10 +69,14 @@ export interface CheckpointBody {
   replica: ReplicaId;
 }
 
-/** A PRE-PREPARE with its batch and 2f matching PREPAREs: proof that a batch prepared. */
+/**
+ * A PRE-PREPARE header and 2f matching PREPAREs: proof that the batch with the header's digest
+ * prepared. The batch itself is not part of it (Castro's thesis, ch. 6): certificates stay a few
+ * hundred bytes per slot whatever the batches hold, and the digest authenticates the batch when a
+ * replica fetches it.
+ */
 export interface PreparedCertificate {
   prePrepare: Signed<PrePrepareBody>;
-  batch: Signed<RequestBody>[];
   prepares: Signed<PrepareBody>[];
 }
 
@@ -105,6 +111,14 @@ export interface FetchStateBody {
   replica: ReplicaId;
 }
 
+/** A replica asks for the batch behind `digest`, which it must prepare or execute at `seq`. */
+export interface FetchBatchBody {
+  type: 'fetch-batch';
+  seq: number;
+  digest: Uint8Array;
+  replica: ReplicaId;
+}
+
 export interface StateBody {
   type: 'state';
   checkpointProof: Signed<CheckpointBody>[];
@@ -120,6 +134,7 @@ export type ReplicaBody =
   | ViewChangeBody
   | NewViewBody
   | FetchStateBody
+  | FetchBatchBody
   | StateBody;
 
 export type Body = RequestBody | ReplicaBody;
@@ -129,6 +144,15 @@ export interface Signed<B extends Body> {
   /** Canonical encoding of `body`: what the signature covers and what digests are taken over. */
   bytes: Uint8Array;
   signature: Uint8Array;
+}
+
+/**
+ * What a request adds to a batch, by the measure the byte budget (`batchBytesMax`) counts: its
+ * signed bytes and its signature. The CBOR framing around each is a few bytes more, bounded by
+ * REQUEST_FRAMING_MAX_BYTES.
+ */
+export function requestWireBytes(request: Signed<RequestBody>): number {
+  return request.bytes.length + request.signature.length;
 }
 
 /** REPLY. Not signed: it travels on the replica's authenticated (Noise) channel to the client. */
@@ -151,6 +175,12 @@ export type Message =
   | { type: 'view-change'; viewChange: Signed<ViewChangeBody> }
   | { type: 'new-view'; newView: Signed<NewViewBody> }
   | { type: 'fetch-state'; fetchState: Signed<FetchStateBody> }
+  | { type: 'fetch-batch'; fetchBatch: Signed<FetchBatchBody> }
+  /**
+   * The answer to FETCH-BATCH: a batch for `seq`. Not signed by the sender: the receiver accepts it
+   * only if its digest is one it is waiting for, and every request in it carries its own signature.
+   */
+  | { type: 'batch'; seq: number; batch: Signed<RequestBody>[] }
   | { type: 'state'; state: Signed<StateBody> }
   | { type: 'reply'; reply: ReplyBody };
 
@@ -212,6 +242,10 @@ export function encodeMessage(message: Message): Uint8Array {
       return encodeCanonical({ type: message.type, m: wireSigned(message.newView) });
     case 'fetch-state':
       return encodeCanonical({ type: message.type, m: wireSigned(message.fetchState) });
+    case 'fetch-batch':
+      return encodeCanonical({ type: message.type, m: wireSigned(message.fetchBatch) });
+    case 'batch':
+      return encodeCanonical({ type: message.type, seq: message.seq, batch: message.batch.map(wireSigned) });
     case 'state':
       return encodeCanonical({ type: message.type, m: wireSigned(message.state) });
     case 'reply':
@@ -231,6 +265,8 @@ export const MESSAGE_TYPES: readonly MessageType[] = [
   'view-change',
   'new-view',
   'fetch-state',
+  'fetch-batch',
+  'batch',
   'state',
   'reply',
 ];
@@ -313,10 +349,9 @@ function readCheckpointProof(value: unknown, what: string): Signed<CheckpointBod
 }
 
 function readPreparedCertificate(value: unknown, what: string): PreparedCertificate {
-  const fields = readMap(value, what, ['prePrepare', 'batch', 'prepares']);
+  const fields = readMap(value, what, ['prePrepare', 'prepares']);
   return {
     prePrepare: readSigned(fields['prePrepare'], `${what}.prePrepare`, readPrePrepareBody),
-    batch: readBatch(fields['batch'], `${what}.batch`),
     prepares: readArray(fields['prepares'], `${what}.prepares`, REPLICAS_MAX, (item, itemWhat) =>
       readSigned(item, itemWhat, readPrepareBody),
     ),
@@ -370,6 +405,17 @@ function readFetchStateBody(value: unknown, what: string): FetchStateBody {
   };
 }
 
+function readFetchBatchBody(value: unknown, what: string): FetchBatchBody {
+  const fields = readMap(value, what, ['type', 'seq', 'digest', 'replica']);
+  readLiteral(fields['type'], `${what}.type`, ['fetch-batch']);
+  return {
+    type: 'fetch-batch',
+    seq: readUint(fields['seq'], `${what}.seq`),
+    digest: readDigest(fields['digest'], `${what}.digest`),
+    replica: readReplica(fields['replica'], `${what}.replica`),
+  };
+}
+
 function readStateBody(value: unknown, what: string): StateBody {
   const fields = readMap(value, what, ['type', 'checkpointProof', 'snapshot', 'replica']);
   readLiteral(fields['type'], `${what}.type`, ['state']);
@@ -416,6 +462,14 @@ export function readMessage(value: unknown): Message {
       batch: readBatch(fields['batch'], 'pre-prepare.batch'),
     };
   }
+  if (type === 'batch') {
+    const fields = readMap(value, 'message', ['type', 'seq', 'batch']);
+    return {
+      type,
+      seq: readUint(fields['seq'], 'batch.seq'),
+      batch: readBatch(fields['batch'], 'batch.batch'),
+    };
+  }
   const fields = readMap(value, 'message', ['type', 'm']);
   const m = fields['m'];
   switch (type) {
@@ -433,6 +487,8 @@ export function readMessage(value: unknown): Message {
       return { type, newView: readSigned(m, type, readNewViewBody) };
     case 'fetch-state':
       return { type, fetchState: readSigned(m, type, readFetchStateBody) };
+    case 'fetch-batch':
+      return { type, fetchBatch: readSigned(m, type, readFetchBatchBody) };
     case 'state':
       return { type, state: readSigned(m, type, readStateBody) };
     case 'reply':
@@ -459,17 +515,33 @@ export function signerOf(body: ReplicaBody): ReplicaId {
 function preparedToWire(certificate: PreparedCertificate): Fields {
   return {
     prePrepare: wireSigned(certificate.prePrepare),
-    batch: certificate.batch.map(wireSigned),
     prepares: certificate.prepares.map(wireSigned),
   };
 }
 
-export function encodePreparedCertificate(certificate: PreparedCertificate): Uint8Array {
-  return encodeCanonical(preparedToWire(certificate));
+/**
+ * A prepared certificate as a replica keeps it: with the batch it certifies. The batch stays on
+ * this replica's disk (a replica that vouched for a digest must be able to hand over its batch,
+ * also after a restart); only the certificate travels in VIEW-CHANGEs.
+ */
+export interface PreparedSlot {
+  certificate: PreparedCertificate;
+  batch: Signed<RequestBody>[];
 }
 
-export function decodePreparedCertificate(bytes: Uint8Array): PreparedCertificate {
-  return readPreparedCertificate(decodeCanonical(bytes), 'prepared');
+export function encodePreparedSlot(slot: PreparedSlot): Uint8Array {
+  return encodeCanonical({
+    certificate: preparedToWire(slot.certificate),
+    batch: slot.batch.map(wireSigned),
+  });
+}
+
+export function decodePreparedSlot(bytes: Uint8Array): PreparedSlot {
+  const fields = readMap(decodeCanonical(bytes), 'prepared', ['certificate', 'batch']);
+  return {
+    certificate: readPreparedCertificate(fields['certificate'], 'prepared.certificate'),
+    batch: readBatch(fields['batch'], 'prepared.batch'),
+  };
 }
 
 export interface CheckpointRecord {

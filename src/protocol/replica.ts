@@ -13,6 +13,7 @@ import { readArray, readBytes, readMap, readUint } from '../codec/schema.ts';
 import type { Sha256 } from '../crypto/types.ts';
 import { invariant } from '../util/assert.ts';
 import { bytesEqual, fromHex, toHex } from '../util/bytes.ts';
+import { BatchFetches, BatchStore } from './batch-store.ts';
 import {
   batchDigest,
   type CertificateContext,
@@ -20,6 +21,7 @@ import {
   checkViewChange,
   computeNewViewPlan,
   type NewViewPlan,
+  type NewViewSlot,
   prePreparesMatchPlan,
 } from './certificates.ts';
 import { type ProtocolConfig, primaryOf, type Quorums, quorums, validateProtocolConfig } from './config.ts';
@@ -34,16 +36,19 @@ import {
   type Body,
   type CheckpointBody,
   type CommitBody,
+  type FetchBatchBody,
   type FetchStateBody,
   type Message,
   type NewViewBody,
   type PrePrepareBody,
   type PrepareBody,
   type PreparedCertificate,
+  type PreparedSlot,
   PUBLIC_KEY_BYTES,
   type ReplicaId,
   type ReplyBody,
   type RequestBody,
+  requestWireBytes,
   type Signed,
   SNAPSHOT_SIZE_MAX_BYTES,
   type StateBody,
@@ -104,6 +109,8 @@ export type ReplicaEvent =
   | { type: 'checkpoint-stable'; seq: number; stateDigest: Uint8Array }
   | { type: 'state-transfer-requested'; seq: number }
   | { type: 'state-transferred'; seq: number }
+  /** A batch this replica lacked for a slot of its view arrived (from the primary or by FETCH-BATCH). */
+  | { type: 'batch-fetched'; seq: number }
   | { type: 'request-refused'; client: Uint8Array; t: number; reason: 'client-table-full' }
   /** A request whose t is below the client's last executed t: it can never execute. */
   | { type: 'request-stale'; client: Uint8Array; t: number; lastExecutedT: number }
@@ -161,6 +168,12 @@ function emptyReady(): Ready {
   return { persist: [], send: [], executed: [], replies: [], events: [] };
 }
 
+function batchWireBytes(batch: readonly Signed<RequestBody>[]): number {
+  let bytes = 0;
+  for (const request of batch) bytes += requestWireBytes(request);
+  return bytes;
+}
+
 function requestKey(body: RequestBody): string {
   return `${toHex(body.client)}:${body.t}`;
 }
@@ -189,7 +202,14 @@ export class Replica {
 
   // Ordering state.
   private readonly log = new Map<number, LogEntry>();
-  private readonly prepared = new Map<number, PreparedCertificate>();
+  /** The highest-view prepared certificate per sequence number, with its batch. */
+  private readonly prepared = new Map<number, PreparedSlot>();
+  /** Batches this replica pre-prepared, above the stable checkpoint, to hand to replicas lacking them. */
+  private readonly batches = new BatchStore();
+  /** Digests of this view's slots whose batch this replica still lacks. */
+  private readonly fetches: BatchFetches;
+  /** Tick at which this replica last answered a FETCH-BATCH, per `${replica}:${seq}`. */
+  private readonly batchServedAtTick = new Map<string, number>();
   private lastExecuted = 0;
   /** Highest sequence number this replica proposed (as primary) or saw in its NEW-VIEW. */
   private lastAssigned = 0;
@@ -246,6 +266,7 @@ export class Replica {
     this.sha256 = options.sha256;
     this.stateMachine = options.stateMachine;
     this.timeoutTicks = options.config.viewChangeTimeoutTicks;
+    this.fetches = new BatchFetches(this.quorums.weak);
     this.certificateContext = {
       quorums: this.quorums,
       checkpointInterval: options.config.checkpointInterval,
@@ -285,6 +306,10 @@ export class Replica {
   }
   get pendingRequestCount(): number {
     return this.pending.size;
+  }
+  /** Slots of the current view waiting for their batch. */
+  get awaitedBatchCount(): number {
+    return this.fetches.size;
   }
   get awaitingStateTransfer(): boolean {
     return this.pendingStateTransfer !== null;
@@ -387,6 +412,10 @@ export class Replica {
         return this.onNewView(message.newView);
       case 'fetch-state':
         return this.onFetchState(message.fetchState);
+      case 'fetch-batch':
+        return this.onFetchBatch(message.fetchBatch);
+      case 'batch':
+        return this.onBatch(message.seq, message.batch);
       case 'state':
         return this.onState(message.state);
       case 'reply':
@@ -492,13 +521,17 @@ export class Replica {
       if (!this.inWindow(seq)) return;
       if (this.lastAssigned - this.lastExecuted >= this.config.pipelineDepthMax) return;
       const batch: Signed<RequestBody>[] = [];
+      let batchBytes = 0;
       for (const [key, request] of this.queue) {
         if (batch.length >= this.config.batchSizeMax) break;
+        const requestBytes = requestWireBytes(request);
+        if (batchBytes + requestBytes > this.config.batchBytesMax) break;
         this.queue.delete(key);
         const record = this.clients.get(toHex(request.body.client));
         if ((record !== undefined && record.t >= request.body.t) || this.assigned.has(key)) continue;
         this.assigned.add(key);
         batch.push(request);
+        batchBytes += requestBytes;
       }
       if (batch.length === 0) return;
       this.assign(seq, batch);
@@ -616,13 +649,17 @@ export class Replica {
       return this.rejectBody(body, 'not-from-primary');
     if (!this.acceptOrdering(body, { type: 'pre-prepare', prePrepare, batch })) return;
     if (batch.length > this.config.batchSizeMax) return this.rejectBody(body, 'batch-too-large');
+    if (batchWireBytes(batch) > this.config.batchBytesMax)
+      return this.rejectBody(body, 'batch-too-many-bytes');
     if (!bytesEqual(batchDigest(batch, this.sha256), body.digest))
       return this.rejectBody(body, 'digest-mismatch');
     const entry = this.entry(body.seq);
     if (entry.prePrepare !== null) {
       // Never accept two PRE-PREPAREs for one (view, seq) with different digests.
       if (!bytesEqual(entry.prePrepare.body.digest, body.digest))
-        this.rejectBody(body, 'conflicting-pre-prepare');
+        return this.rejectBody(body, 'conflicting-pre-prepare');
+      // The NEW-VIEW gave this slot's digest without its batch: the primary's copy completes it.
+      if (entry.batch === null) this.completeSlot(entry, batch);
       return;
     }
     this.acceptPrePrepare(entry, prePrepare, batch);
@@ -636,6 +673,8 @@ export class Replica {
   ): void {
     entry.prePrepare = prePrepare;
     entry.batch = batch;
+    this.batches.add(entry.seq, prePrepare.body.view, prePrepare.body.digest, batch);
+    this.fetches.done(entry.seq);
     this.out.persist.push({ type: 'log', message: { type: 'pre-prepare', prePrepare, batch } });
     for (const request of batch) this.assigned.add(requestKey(request.body));
     if (prePrepare.body.replica === this.id) return;
@@ -650,6 +689,89 @@ export class Replica {
     const message: LogMessage = { type: 'prepare', prepare };
     this.out.persist.push({ type: 'log', message });
     this.broadcast(message);
+  }
+
+  /**
+   * A slot of a NEW-VIEW: re-run the normal case with the batch behind its digest if this replica
+   * has it (the null request it always has); otherwise keep the header and fetch the batch from the
+   * replicas that vouched for it. No PREPARE goes out for a batch this replica has not seen.
+   */
+  private acceptNewViewSlot(prePrepare: Signed<PrePrepareBody>, slot: NewViewSlot): void {
+    const batch = slot.isNull ? [] : this.batchFor(slot.seq, slot.digest);
+    const entry = this.entry(slot.seq);
+    if (batch !== undefined) {
+      this.acceptPrePrepare(entry, prePrepare, batch);
+      return;
+    }
+    entry.prePrepare = prePrepare;
+    this.fetches.want(
+      slot.seq,
+      slot.digest,
+      slot.sources.filter((replica) => replica !== this.id),
+    );
+  }
+
+  /** The batch with `digest` at `seq`, if this replica holds it. */
+  private batchFor(seq: number, digest: Uint8Array): Signed<RequestBody>[] | undefined {
+    const prepared = this.prepared.get(seq);
+    if (prepared !== undefined && bytesEqual(prepared.certificate.prePrepare.body.digest, digest))
+      return prepared.batch;
+    const entry = this.log.get(seq);
+    if (entry?.batch != null && entry.prePrepare !== null && bytesEqual(entry.prePrepare.body.digest, digest))
+      return entry.batch;
+    return this.batches.find(seq, digest);
+  }
+
+  /** A slot that had only its PRE-PREPARE header gets its batch: prepare it like any other. */
+  private completeSlot(entry: LogEntry, batch: Signed<RequestBody>[]): void {
+    invariant(entry.prePrepare !== null && entry.batch === null, 'only a header-only slot is completed');
+    this.acceptPrePrepare(entry, entry.prePrepare, batch);
+    this.out.events.push({ type: 'batch-fetched', seq: entry.seq });
+    this.checkPrepared(entry);
+    this.executeCommitted();
+  }
+
+  /** One round of FETCH-BATCH for every slot still without its batch (each retransmission interval). */
+  private askForBatches(): void {
+    if (this.fetches.size === 0) return;
+    for (const [seq, entry] of this.log) {
+      const awaited = this.fetches.awaited(seq);
+      if (awaited === undefined || entry.batch !== null) continue;
+      const local = this.batchFor(seq, awaited);
+      if (local !== undefined) this.completeSlot(entry, local);
+    }
+    for (const { seq, digest, ask } of this.fetches.nextRound()) {
+      const fetchBatch = this.signed<FetchBatchBody>({ type: 'fetch-batch', seq, digest, replica: this.id });
+      for (const replica of ask) this.sendTo(replica, { type: 'fetch-batch', fetchBatch });
+    }
+  }
+
+  /**
+   * Hand over a batch this replica holds, at most once per retransmission interval per replica and
+   * sequence number (a liar asking again and again gets one answer per interval per slot).
+   */
+  private onFetchBatch(fetchBatch: Signed<FetchBatchBody>): void {
+    const { seq, digest, replica } = fetchBatch.body;
+    if (replica === this.id || !this.inWindow(seq)) return;
+    const batch = this.batchFor(seq, digest);
+    if (batch === undefined) return;
+    const key = `${replica}:${seq}`;
+    const servedAt = this.batchServedAtTick.get(key);
+    if (servedAt !== undefined && this.ticks - servedAt < this.config.retransmitIntervalTicks) return;
+    this.batchServedAtTick.set(key, this.ticks);
+    this.sendTo(replica, { type: 'batch', seq, batch });
+  }
+
+  /** A BATCH is taken only for a slot waiting for exactly its digest: the digest authenticates it. */
+  private onBatch(seq: number, batch: Signed<RequestBody>[]): void {
+    const entry = this.log.get(seq);
+    const awaited = this.fetches.awaited(seq);
+    if (entry === undefined || entry.batch !== null || awaited === undefined) return;
+    if (!bytesEqual(batchDigest(batch, this.sha256), awaited)) {
+      this.out.events.push({ type: 'message-rejected', messageType: 'batch', reason: 'digest-mismatch' });
+      return;
+    }
+    this.completeSlot(entry, batch);
   }
 
   private onPrepare(prepare: Signed<PrepareBody>): void {
@@ -680,11 +802,11 @@ export class Replica {
     entry.prepared = true;
     const certificate: PreparedCertificate = {
       prePrepare: entry.prePrepare,
-      batch: entry.batch,
       prepares: prepares.slice(0, 2 * this.quorums.f),
     };
-    this.prepared.set(entry.seq, certificate);
-    this.out.persist.push({ type: 'prepared', certificate });
+    const slot: PreparedSlot = { certificate, batch: entry.batch };
+    this.prepared.set(entry.seq, slot);
+    this.out.persist.push({ type: 'prepared', slot });
     if (!entry.commits.has(this.id)) {
       const commit = this.signed<CommitBody>({
         type: 'commit',
@@ -953,6 +1075,10 @@ export class Replica {
     for (const entrySeq of this.log.keys()) if (entrySeq <= seq) this.log.delete(entrySeq);
     for (const certificateSeq of this.prepared.keys())
       if (certificateSeq <= seq) this.prepared.delete(certificateSeq);
+    this.batches.prune(seq);
+    this.fetches.prune(seq);
+    for (const key of this.batchServedAtTick.keys())
+      if (Number(key.split(':')[1]) <= seq) this.batchServedAtTick.delete(key);
     for (const voteSeq of this.checkpointVotes.keys())
       if (voteSeq <= seq) this.checkpointVotes.delete(voteSeq);
     for (const ownSeq of this.ownCheckpoints.keys()) if (ownSeq < seq) this.ownCheckpoints.delete(ownSeq);
@@ -1063,9 +1189,11 @@ export class Replica {
     this.view = newView;
     this.status = 'view-change';
     this.log.clear();
+    this.fetches.clear();
     this.queue.clear();
     this.assigned.clear();
     const prepared = [...this.prepared.values()]
+      .map((slot) => slot.certificate)
       .filter((certificate) => certificate.prePrepare.body.seq > this.stable.seq)
       .sort((a, b) => a.prePrepare.body.seq - b.prePrepare.body.seq);
     const viewChange = this.signed<ViewChangeBody>({
@@ -1266,6 +1394,7 @@ export class Replica {
     this.higherViewSeen.clear();
     this.currentNewView = newView;
     this.log.clear();
+    this.fetches.clear();
     this.queue.clear();
     this.assigned.clear();
     // A replica can enter a view straight from an older one (a NEW-VIEW that skipped its own view
@@ -1284,8 +1413,7 @@ export class Replica {
     this.lastAssigned = Math.max(this.stable.seq, this.lastExecuted, plan.slots.at(-1)?.seq ?? 0);
     newView.body.prePrepares.forEach((prePrepare, index) => {
       if (prePrepare.body.seq <= this.stable.seq) return;
-      const slot = plan.slots[index]!;
-      this.acceptPrePrepare(this.entry(slot.seq), prePrepare, slot.batch);
+      this.acceptNewViewSlot(prePrepare, plan.slots[index]!);
     });
     // Pending requests must now execute in this view, within the (possibly doubled) timeout.
     if (this.pending.size > 0) this.startTimer();
@@ -1300,6 +1428,8 @@ export class Replica {
       for (const request of this.pending.values()) this.sendTo(this.primary, { type: 'request', request });
     }
     this.replayEarly();
+    // Slots whose batch this replica lacks are asked for at once, then every retransmission.
+    this.askForBatches();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1317,6 +1447,7 @@ export class Replica {
         if (entry.seq <= this.lastExecuted) continue;
         for (const message of this.ownSlotMessages(entry)) this.broadcast(message);
       }
+      this.askForBatches();
     }
     const latestOwnCheckpoint = Math.max(0, ...this.ownCheckpoints.keys());
     const own = this.ownCheckpoints.get(latestOwnCheckpoint);
@@ -1375,9 +1506,11 @@ export class Replica {
       this.storeViewChange(this.ownViewChange);
       this.recentOwnViewChanges.set(this.ownViewChange.body.newView, this.ownViewChange);
     }
-    for (const certificate of durable.prepared) {
-      const { seq } = certificate.prePrepare.body;
-      if (seq > this.stable.seq) this.prepared.set(seq, certificate);
+    for (const slot of durable.prepared) {
+      const { seq, view, digest } = slot.certificate.prePrepare.body;
+      if (seq <= this.stable.seq) continue;
+      this.prepared.set(seq, slot);
+      this.batches.add(seq, view, digest, slot.batch);
     }
     if (this.status !== 'normal') return;
     if (durable.newView !== null && durable.newView.body.view === this.view) {
@@ -1387,6 +1520,30 @@ export class Replica {
       }
     }
     for (const message of durable.log) this.restoreLogMessage(message);
+    if (this.currentNewView !== null) this.restoreSlotsAwaitingBatches(this.currentNewView);
+  }
+
+  /**
+   * Slots of the NEW-VIEW this replica entered whose batch it still lacked when it stopped: their
+   * PRE-PREPARE never reached the log (it is logged with its batch), so wait for the batch again.
+   */
+  private restoreSlotsAwaitingBatches(newView: Signed<NewViewBody>): void {
+    const plan = computeNewViewPlan(
+      newView.body.viewChanges.map((viewChange) => viewChange.body),
+      this.sha256,
+    );
+    newView.body.prePrepares.forEach((prePrepare, index) => {
+      const seq = prePrepare.body.seq;
+      if (seq <= this.stable.seq || this.log.get(seq)?.prePrepare != null) return;
+      const slot = plan.slots[index]!;
+      const entry = this.entry(seq);
+      entry.prePrepare = prePrepare;
+      this.fetches.want(
+        seq,
+        slot.digest,
+        slot.sources.filter((replica) => replica !== this.id),
+      );
+    });
   }
 
   private restoreLogMessage(message: LogMessage): void {
@@ -1397,6 +1554,7 @@ export class Replica {
         const entry = this.entry(body.seq);
         entry.prePrepare = message.prePrepare;
         entry.batch = message.batch;
+        this.batches.add(body.seq, body.view, body.digest, message.batch);
         for (const request of message.batch) this.assigned.add(requestKey(request.body));
         this.lastAssigned = Math.max(this.lastAssigned, body.seq);
         return;

@@ -90,7 +90,6 @@ export function rememberVerified(checked: readonly SignatureToCheck[], context: 
 
 function* preparedSigned(certificate: PreparedCertificate): Generator<Signed<Body>> {
   yield certificate.prePrepare;
-  yield* certificate.batch;
   yield* certificate.prepares;
 }
 
@@ -129,6 +128,13 @@ export function* signedParts(message: Message): Generator<Signed<Body>> {
       return;
     case 'fetch-state':
       yield message.fetchState;
+      return;
+    case 'fetch-batch':
+      yield message.fetchBatch;
+      return;
+    case 'batch':
+      // Unsigned by its sender (the digest it must match authenticates it); its requests are not.
+      yield* message.batch;
       return;
     case 'state':
       yield message.state;

@@ -53,6 +53,7 @@ export const SIMULATION_PROTOCOL: Omit<ProtocolConfig, 'replicaCount'> = {
   checkpointInterval: 8,
   watermarkWindow: 32,
   batchSizeMax: 8,
+  batchBytesMax: 64 * 1024,
   pipelineDepthMax: 8,
   viewChangeTimeoutTicks: 40,
   viewChangeTimeoutMaxTicks: 640,

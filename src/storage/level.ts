@@ -11,7 +11,7 @@
  *   meta/own-view-change    the replica's latest VIEW-CHANGE
  *   meta/new-view           the NEW-VIEW of the current view
  *   checkpoint              the stable checkpoint with its proof and snapshot
- *   prepared/<seq>          highest-view prepared certificate per sequence number
+ *   prepared/<seq>          highest-view prepared certificate per sequence number, with its batch
  *   log/<seq>/<view>/<type>/<replica>   PRE-PREPAREs (with batch), PREPAREs, COMMITs
  */
 import { ClassicLevel } from 'classic-level';
@@ -29,10 +29,10 @@ import {
 import {
   decodeCheckpointRecord,
   decodeMessage,
-  decodePreparedCertificate,
+  decodePreparedSlot,
   encodeCheckpointRecord,
   encodeMessage,
-  encodePreparedCertificate,
+  encodePreparedSlot,
 } from '../protocol/messages.ts';
 import type { ApplyOptions, ReplicaStorage } from './storage.ts';
 
@@ -112,7 +112,7 @@ export class LevelStorage implements ReplicaStorage {
     }
     if (checkpoint !== undefined) state.stableCheckpoint = decodeCheckpointRecord(checkpoint);
     for await (const value of this.db.values({ gte: PREFIX_PREPARED, lt: PREFIX_PREPARED + PREFIX_END })) {
-      state.prepared.push(decodePreparedCertificate(value));
+      state.prepared.push(decodePreparedSlot(value));
     }
     for await (const value of this.db.values({ gte: PREFIX_LOG, lt: PREFIX_LOG + PREFIX_END })) {
       const message = decodeMessage(value);
@@ -152,9 +152,9 @@ export class LevelStorage implements ReplicaStorage {
           break;
         }
         case 'prepared': {
-          const key = PREFIX_PREPARED + padded(op.certificate.prePrepare.body.seq);
+          const key = PREFIX_PREPARED + padded(op.slot.certificate.prePrepare.body.seq);
           preparedKeysInBatch.push(key);
-          mutations.push({ type: 'put', key, value: encodePreparedCertificate(op.certificate) });
+          mutations.push({ type: 'put', key, value: encodePreparedSlot(op.slot) });
           break;
         }
         case 'own-view-change':

@@ -67,7 +67,7 @@ export function checkpointProof(seq: number, stateDigest: Uint8Array): Signed<Ch
   return [0, 1, 2].map((replica) => signByReplica({ type: 'checkpoint', seq, stateDigest, replica }));
 }
 
-/** A PRE-PREPARE from the view's primary with its batch and 2f = 2 PREPAREs from backups. */
+/** A PRE-PREPARE header for the batch from the view's primary and 2f = 2 PREPAREs from backups. */
 export function preparedCertificate(
   view: number,
   seq: number,
@@ -78,7 +78,6 @@ export function preparedCertificate(
   const backups = [1, 2, 3].map((offset) => (primary + offset) % REPLICA_COUNT).slice(0, 2);
   return {
     prePrepare: signedPrePrepare,
-    batch,
     prepares: backups.map((replica) =>
       signByReplica({ type: 'prepare', view, seq, digest: signedPrePrepare.body.digest, replica }),
     ),
@@ -164,6 +163,16 @@ export function exampleMessages(): Record<MessageType, Message> {
       type: 'fetch-state',
       fetchState: signByReplica({ type: 'fetch-state', view: 2, lastExecuted: 4, replica: 1 }),
     },
+    'fetch-batch': {
+      type: 'fetch-batch',
+      fetchBatch: signByReplica({
+        type: 'fetch-batch',
+        seq: 12,
+        digest: batchDigest(batch, sha256),
+        replica: 1,
+      }),
+    },
+    batch: { type: 'batch', seq: 12, batch },
     state: {
       type: 'state',
       state: signByReplica({

@@ -64,11 +64,13 @@ describe('message round trip', () => {
       prepare: 1,
       commit: 1,
       checkpoint: 1,
-      // 1 + 3 checkpoint + (1 + 2 + 2) + (1 + 1 + 2) prepared
-      'view-change': 13,
-      // 1 + 3 view-changes × 13 + 3 pre-prepares
-      'new-view': 43,
+      // 1 + 3 checkpoint + (1 + 2) + (1 + 2) prepared: certificates carry headers, not batches
+      'view-change': 10,
+      // 1 + 3 view-changes × 10 + 3 pre-prepares
+      'new-view': 34,
       'fetch-state': 1,
+      'fetch-batch': 1,
+      batch: 2, // its requests; the batch itself is authenticated by its digest
       state: 4, // 1 + 3 checkpoint
       reply: 0,
     });

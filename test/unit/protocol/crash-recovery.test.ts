@@ -1,5 +1,7 @@
 /** Crash recovery from the persisted state (Castro & Liskov §4; durable.ts). */
 import { describe, expect, it } from 'vitest';
+import { sha256 } from '../../../src/crypto/index.ts';
+import { batchDigest } from '../../../src/protocol/certificates.ts';
 import {
   applyPersistOps,
   logMessageReplica,
@@ -170,9 +172,12 @@ describe('crash recovery', () => {
     cluster.deliverAll({ drop: (e) => e.message.type === 'commit' && e.message.commit.body.view === 0 });
     const viewChange = cluster.sent.find((e) => e.from === 2 && e.message.type === 'view-change')!.message;
     if (viewChange.type !== 'view-change') throw new Error('unreachable');
-    expect(viewChange.viewChange.body.prepared.map((c) => [c.prePrepare.body.seq, c.batch])).toEqual([
-      [1, [request]],
-    ]);
+    expect(
+      viewChange.viewChange.body.prepared.map((c) => [
+        c.prePrepare.body.seq,
+        toHex(c.prePrepare.body.digest),
+      ]),
+    ).toEqual([[1, toHex(batchDigest([request], sha256))]]);
     for (let id = 0; id < cluster.n; id++) {
       expect(cluster.replica(id).currentView).toBe(1);
       expect(cluster.executed[id]!.map((batch) => [batch.seq, batch.view])).toEqual([[1, 1]]);

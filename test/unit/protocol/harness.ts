@@ -46,6 +46,7 @@ export const TEST_PROTOCOL: Omit<ProtocolConfig, 'replicaCount'> = {
   checkpointInterval: 4,
   watermarkWindow: 8,
   batchSizeMax: 4,
+  batchBytesMax: 64 * 1024,
   pipelineDepthMax: 4,
   viewChangeTimeoutTicks: 5,
   viewChangeTimeoutMaxTicks: 40,
@@ -409,7 +410,6 @@ export class Cluster {
     const backups = [...Array(this.n).keys()].filter((id) => id !== primary).slice(0, 2 * this.q.f);
     return {
       prePrepare,
-      batch,
       prepares: backups.map((id) => this.prepare(id, view, seq, prePrepare.body.digest).prepare),
     };
   }

@@ -31,6 +31,7 @@ describe('state size', () => {
         checkpointInterval: K,
         watermarkWindow: 2 * K,
         batchSizeMax: batchSize,
+        batchBytesMax: 1024 * 1024,
         pipelineDepthMax: 8,
         clientTableMax: DEFAULT_PROTOCOL_CONFIG.clientTableMax,
       },

@@ -205,9 +205,10 @@ describe('view change: NEW-VIEW', () => {
       stableSeq: 0,
       checkpointProof: [],
       slots: [
-        { seq: 1, digest: cert1.prePrepare.body.digest, batch: [a] },
-        { seq: 2, digest: nullDigest, batch: [] },
-        { seq: 3, digest: cert3view1.prePrepare.body.digest, batch: [d] },
+        // Vouchers: the VIEW-CHANGE senders that carried the certificate and its signers.
+        { seq: 1, digest: cert1.prePrepare.body.digest, isNull: false, sources: [0, 1, 2] },
+        { seq: 2, digest: nullDigest, isNull: true, sources: [] },
+        { seq: 3, digest: cert3view1.prePrepare.body.digest, isNull: false, sources: [0, 1, 2] },
       ],
     };
     expect(
@@ -244,9 +245,9 @@ describe('view change: NEW-VIEW', () => {
       stableSeq: 4,
       checkpointProof: proof,
       slots: [
-        { seq: 5, digest: cert5.prePrepare.body.digest, batch: [b] },
-        { seq: 6, digest: nullDigest, batch: [] },
-        { seq: 7, digest: cert7.prePrepare.body.digest, batch: [c] },
+        { seq: 5, digest: cert5.prePrepare.body.digest, isNull: false, sources: [0, 1, 2] },
+        { seq: 6, digest: nullDigest, isNull: true, sources: [] },
+        { seq: 7, digest: cert7.prePrepare.body.digest, isNull: false, sources: [0, 1, 2] },
       ],
     });
     // No prepared certificates at all: O is empty.
@@ -267,7 +268,21 @@ describe('view change: NEW-VIEW', () => {
       ['prepared-too-few-prepares', { ...good, prepares: good.prepares.slice(0, 2 * cluster.q.f - 1) }],
       ['prepared-view-too-high', cluster.preparedCertificate(2, 1, [a])],
       ['prepared-not-from-primary', { ...good, prePrepare: cluster.prePrepare(2, 0, 1, [a]).prePrepare }],
-      ['prepared-digest-mismatch', { ...good, batch: [cluster.request(1)] }],
+      [
+        'prepared-prepare-mismatch',
+        {
+          ...good,
+          prepares: [
+            cluster.prepare(
+              1,
+              0,
+              1,
+              cluster.preparedCertificate(0, 1, [cluster.request(1)]).prePrepare.body.digest,
+            ).prepare,
+            good.prepares[1]!,
+          ],
+        },
+      ],
       [
         'prepared-prepare-from-primary',
         {
@@ -293,20 +308,20 @@ describe('view change: NEW-VIEW', () => {
     const cluster = new Cluster().start();
     const a = cluster.request(0);
     const good = cluster.preparedCertificate(0, 1, [a]);
-    const forged = { ...good, batch: [cluster.request(1)] };
+    const forged = { ...good, prepares: good.prepares.slice(0, 1) };
     const valid = cluster.viewChange(3, 1, { prepared: [good] });
     const invalid = cluster.viewChange(3, 1, { prepared: [forged] });
     // An invalid one is never stored, so its repeats are checked (and rejected) every time.
     for (let copy = 0; copy < 2; copy++) {
       expect(rejections(cluster.step(2, { type: 'view-change', viewChange: invalid }))).toEqual([
-        'view-change:prepared-digest-mismatch',
+        'view-change:prepared-too-few-prepares',
       ]);
     }
     expect(rejections(cluster.step(2, { type: 'view-change', viewChange: valid }))).toEqual([]);
     expect(rejections(cluster.step(2, { type: 'view-change', viewChange: valid }))).toEqual([]);
     // Once a valid one is stored, a different VIEW-CHANGE for the same view is still checked.
     expect(rejections(cluster.step(2, { type: 'view-change', viewChange: invalid }))).toEqual([
-      'view-change:prepared-digest-mismatch',
+      'view-change:prepared-too-few-prepares',
     ]);
   });
 

@@ -54,7 +54,7 @@ describe('watermarks', () => {
       expect(stored.stableCheckpoint?.seq).toBe(K);
       expect(stored.stableCheckpoint?.proof).toHaveLength(cluster.q.quorum);
       expect(stored.log.filter((message) => logMessageSeq(message) <= K)).toEqual([]);
-      expect(stored.prepared.filter((c) => c.prePrepare.body.seq <= K)).toEqual([]);
+      expect(stored.prepared.filter((slot) => slot.certificate.prePrepare.body.seq <= K)).toEqual([]);
     }
 
     // The window moved: (K, K + L] is accepted, K + L + 1 is not.

@@ -8,11 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeCanonical } from '../../../src/codec/cbor.ts';
 import type { DurableState, PersistOp } from '../../../src/protocol/durable.ts';
-import {
-  encodeCheckpointRecord,
-  encodeMessage,
-  encodePreparedCertificate,
-} from '../../../src/protocol/messages.ts';
+import { encodeCheckpointRecord, encodeMessage, encodePreparedSlot } from '../../../src/protocol/messages.ts';
 import { runSimulation } from '../../../src/sim/simulation.ts';
 import { LevelStorage } from '../../../src/storage/level.ts';
 import { MemoryStorage } from '../../../src/storage/memory.ts';
@@ -29,7 +25,7 @@ function fingerprint(state: DurableState): string {
           ? null
           : encodeMessage({ type: 'view-change', viewChange: state.ownViewChange }),
       newView: state.newView === null ? null : encodeMessage({ type: 'new-view', newView: state.newView }),
-      prepared: state.prepared.map((c) => Buffer.from(encodePreparedCertificate(c)).toString('hex')).sort(),
+      prepared: state.prepared.map((c) => Buffer.from(encodePreparedSlot(c)).toString('hex')).sort(),
       log: state.log.map((m) => Buffer.from(encodeMessage(m)).toString('hex')).sort(),
     }),
   ).toString('hex');
