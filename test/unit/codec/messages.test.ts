@@ -154,14 +154,20 @@ describe('every replica encodes a message to the same bytes', () => {
 
   it.each(MESSAGE_TYPES)('%s: every map in the frame has its keys in canonical order', (type) => {
     const seen: string[][] = [];
+    let nestedBodies = 0;
     const visit = (value: unknown): void => {
       if (value instanceof Uint8Array) {
-        // Signed bodies are nested canonical CBOR inside byte strings.
+        // Signed bodies are nested canonical CBOR inside byte strings. Only the decoding may fail
+        // (digests, keys, signatures and operations are not CBOR): the nested checks run outside
+        // the catch, so a failing one fails the test.
+        let nested: unknown;
         try {
-          visit(decodeCanonical(value));
+          nested = decodeCanonical(value);
         } catch {
-          // Not CBOR (digests, keys, signatures, operations): nothing to check.
+          return;
         }
+        nestedBodies++;
+        visit(nested);
         return;
       }
       if (Array.isArray(value)) {
@@ -176,6 +182,9 @@ describe('every replica encodes a message to the same bytes', () => {
       }
     };
     visit(decodeCanonical(encodeMessage(reverseKeyOrder(examples[type]))));
+    // Every signed body was decoded and checked: one that failed canonical decoding would have
+    // been skipped as "not CBOR".
+    expect(nestedBodies).toBe([...signedParts(examples[type])].length);
     expect(seen.length).toBeGreaterThan(1);
     // Length-first order: shorter keys always come first.
     for (const keys of seen) {
