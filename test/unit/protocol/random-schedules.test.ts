@@ -50,6 +50,22 @@ function runSchedule(seed: number, n: number, steps: number): Outcome {
     }
   };
 
+  /**
+   * A client accepts a result once f+1 distinct replicas sent matching replies: the same sequence
+   * number and the same result bytes (as PbftClient votes). Replies that differ do not add up.
+   */
+  const acceptedByClient = (request: ReturnType<Cluster['request']>): boolean => {
+    const replicasByAnswer = new Map<string, Set<number>>();
+    cluster.replicas.forEach((_, id) => {
+      for (const { reply } of cluster.replies[id]!) {
+        if (reply.t !== request.body.t || toHex(reply.client) !== toHex(request.body.client)) continue;
+        const answer = `${reply.seq}:${toHex(reply.result)}`;
+        replicasByAnswer.set(answer, (replicasByAnswer.get(answer) ?? new Set()).add(id));
+      }
+    });
+    return [...replicasByAnswer.values()].some((replicas) => replicas.size >= f + 1);
+  };
+
   for (let step = 0; step < steps; step++) {
     const roll = random();
     if (roll < 0.08) {
@@ -90,8 +106,7 @@ function runSchedule(seed: number, n: number, steps: number): Outcome {
     }
     checkSafety();
     for (const [client, request] of outstanding) {
-      const replies = cluster.replicas.filter((_, id) => cluster.repliesFor(id, request).length > 0).length;
-      if (replies >= f + 1) outstanding.delete(client);
+      if (acceptedByClient(request)) outstanding.delete(client);
     }
   }
 
@@ -104,8 +119,7 @@ function runSchedule(seed: number, n: number, steps: number): Outcome {
     cluster.deliverAll();
     checkSafety();
     for (const [client, request] of outstanding) {
-      const replies = cluster.replicas.filter((_, id) => cluster.repliesFor(id, request).length > 0).length;
-      if (replies >= f + 1) outstanding.delete(client);
+      if (acceptedByClient(request)) outstanding.delete(client);
     }
   }
   checkSafety();
