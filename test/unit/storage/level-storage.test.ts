@@ -63,13 +63,13 @@ describe('LevelStorage', () => {
     for (const [index, step] of ops.entries()) {
       await level.apply(step.ops);
       await memory.apply(step.ops);
-      if (index % 10 === 0 || index === ops.length - 1) {
-        expect(fingerprint(await level.load())).toBe(fingerprint(await memory.load()));
-      }
+      const expected = fingerprint(await memory.load());
+      expect(fingerprint(await level.load()), `after step ${index} of ${ops.length}`).toBe(expected);
       if (index === Math.floor(ops.length / 2)) {
         // Reopening the database (a restart) changes nothing.
         await level.close();
         level = await LevelStorage.open(directory);
+        expect(fingerprint(await level.load()), `reopened after step ${index}`).toBe(expected);
       }
     }
     const final = await level.load();
