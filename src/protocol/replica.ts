@@ -490,8 +490,8 @@ export class Replica {
       this.relayed.add(clientHex);
       this.sendTo(this.primary, { type: 'request', request });
     }
-    // Every replica watches its pending requests, the primary too: a primary left behind in an old
-    // view (its proposals ignored by everyone) must notice and move on.
+    // Every replica watches its pending requests. The primary's timer only matters once it is no
+    // longer the primary it thinks it is (see onTimerExpired).
     if (this.timerTicksLeft === null) this.startTimer();
   }
 
@@ -1178,8 +1178,17 @@ export class Replica {
     this.timerTicksLeft = null;
   }
 
+  /**
+   * A backup whose pending request did not execute in time suspects the primary. The primary does
+   * not suspect itself: under load it is the busiest replica and the first to fall behind its own
+   * timer, and a primary leaving its view alone stops the view for everyone until their timers
+   * expire too. A primary left behind in an old view needs no timer either: its PRE-PREPAREs of
+   * that view are answered with the NEW-VIEW of the newer one (acceptOrdering), and ordering
+   * messages or VIEW-CHANGEs from f+1 replicas in higher views take it there.
+   */
   private onTimerExpired(): void {
     if (this.status === 'normal' && this.pending.size === 0) return;
+    if (this.isPrimary) return;
     this.startViewChange(this.view + 1, 'timeout');
   }
 
@@ -1425,7 +1434,12 @@ export class Replica {
       }
       this.propose();
     } else {
-      for (const request of this.pending.values()) this.sendTo(this.primary, { type: 'request', request });
+      // Hand the new primary what it may not have, once: the clients' retries in this view are
+      // not relayed again (the relay rule of onRequest).
+      for (const [clientHex, request] of this.pending) {
+        this.sendTo(this.primary, { type: 'request', request });
+        this.relayed.add(clientHex);
+      }
     }
     this.replayEarly();
     // Slots whose batch this replica lacks are asked for at once, then every retransmission.

@@ -339,7 +339,8 @@ describe('view change: NEW-VIEW', () => {
     for (const replica of cluster.replicas) expect(replica.lastExecutedSeq).toBe(0);
 
     cluster.tickAll(cluster.config.viewChangeTimeoutTicks);
-    for (const replica of cluster.replicas) expect(replica.currentView).toBe(1);
+    // The backups time out; the primary joins once f+1 of them asked for view 1.
+    for (const id of [1, 2, 3]) expect(cluster.replica(id).currentView).toBe(1);
     cluster.deliverAll({ drop: lost });
 
     const newView = cluster.sent.find((e) => e.message.type === 'new-view')!.message as NewViewMessage;
@@ -443,7 +444,7 @@ describe('view change: NEW-VIEW', () => {
       const cluster = new Cluster({ n }).start();
       const request = preparedButNotCommitted(cluster);
       cluster.tickAll(cluster.config.viewChangeTimeoutTicks);
-      for (const replica of cluster.replicas) {
+      for (const replica of cluster.replicas.slice(1)) {
         expect(replica.currentView).toBe(1);
         expect(replica.currentStatus).toBe('view-change');
       }
@@ -459,6 +460,22 @@ describe('view change: NEW-VIEW', () => {
       }
     },
   );
+
+  it('the primary does not suspect itself: its request timer never starts a view change; it joins once f+1 backups ask for a newer view', () => {
+    const cluster = new Cluster().start();
+    preparedButNotCommitted(cluster);
+    for (let i = 0; i < 4 * cluster.config.viewChangeTimeoutTicks; i++) cluster.tick(0);
+    expect(cluster.replica(0).currentView).toBe(0);
+    expect(cluster.replica(0).currentStatus).toBe('normal');
+    expect(cluster.events[0]!.filter((event) => event.type === 'view-change-started')).toEqual([]);
+    // f+1 VIEW-CHANGEs for view 1 from backups: at least one correct replica moved, so it follows.
+    for (const id of [1, 2]) {
+      for (let i = 0; i < cluster.config.viewChangeTimeoutTicks; i++) cluster.tick(id);
+    }
+    cluster.deliverWhere((e) => e.to === 0 && e.message.type === 'view-change');
+    expect(cluster.replica(0).currentView).toBe(1);
+    expect(cluster.events[0]).toContainEqual({ type: 'view-change-started', view: 1, reason: 'joined' });
+  });
 
   it('a request committed at one replica in view v executes with the same sequence number at the others in v+1', () => {
     const cluster = new Cluster().start();
