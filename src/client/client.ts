@@ -227,6 +227,7 @@ export class PbftClient {
     const votes = new Map<number, { key: string; view: number }>();
     const replyOf = new Map<string, { seq: number; result: Uint8Array }>();
     const refusals = new Map<number, RequestErrorReason>();
+    let busyBackedOff = false;
     const sentMs = performance.now();
     const firstRetryMs = this.connection.requestRetryMs;
     let retransmitted = false;
@@ -236,6 +237,13 @@ export class PbftClient {
       this.timeoutMs,
       (replica, message) => {
         if (message.type === 'request-error') {
+          if (message.reason === 'busy') {
+            // Admission control: the replica kept nothing. Not an answer, a reason to retry later
+            // rather than sooner: the retransmission timeout backs off (once per request).
+            if (!busyBackedOff) this.connection.backOffRequestRetry(firstRetryMs);
+            busyBackedOff = true;
+            return undefined;
+          }
           // One replica could lie; f+1 saying the same thing include a correct one.
           refusals.set(replica, message.reason);
           const same = [...refusals.values()].filter((reason) => reason === message.reason).length;

@@ -31,7 +31,10 @@ export class TransferRejectedError extends PbftClientError {
   }
 }
 
-const REFUSAL_MESSAGES: Record<RequestErrorReason, string> = {
+/** The refusals that end a request; 'busy' only delays it. */
+export type FinalRefusalReason = Exclude<RequestErrorReason, 'busy'>;
+
+const REFUSAL_MESSAGES: Record<FinalRefusalReason, string> = {
   'bad-signature': "the request signature does not verify (is the key file the sender's?)",
   'stale-request': 'its request number was already used (was the .counter file next to the key file lost?)',
   'client-table-full': 'the cluster serves no new clients: its reply cache is full',
@@ -40,8 +43,8 @@ const REFUSAL_MESSAGES: Record<RequestErrorReason, string> = {
 /** f+1 replicas refused to order the request (it never executed). */
 export class RequestRefusedError extends PbftClientError {
   override name = 'RequestRefusedError';
-  readonly reason: RequestErrorReason;
-  constructor(reason: RequestErrorReason, t: number) {
+  readonly reason: FinalRefusalReason;
+  constructor(reason: FinalRefusalReason, t: number) {
     super('REJECTED', `request ${t} refused: ${REFUSAL_MESSAGES[reason]}`);
     this.reason = reason;
   }

@@ -102,6 +102,12 @@ export class ReplicaMetrics {
     help: 'State transfers completed',
     registers: [this.registry],
   });
+  readonly requestsBusy = new Counter({
+    name: 'pbft_requests_busy_total',
+    help: 'Client requests answered busy (admission control): where = inbox (the edge) or pending (the core)',
+    labelNames: ['where'],
+    registers: [this.registry],
+  });
   readonly batchesFetched = new Counter({
     name: 'pbft_batches_fetched_total',
     help: 'Batches of NEW-VIEW slots this replica lacked and then received (by FETCH-BATCH or from the primary)',

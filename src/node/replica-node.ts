@@ -26,6 +26,7 @@ import {
   type ClientToReplica,
   decodeClientToReplica,
   encodeClientFrame,
+  type RequestErrorReason,
 } from '../protocol/client-protocol.ts';
 import { type DurableState, mustSyncBeforeSending } from '../protocol/durable.ts';
 import { decodeMessage, encodeMessage, type Message, type RequestBody } from '../protocol/messages.ts';
@@ -53,6 +54,12 @@ import { VerifyPool } from './verify-pool.ts';
 const INBOX_BATCH_MAX = 512;
 /** Inputs waiting for the core; beyond this, new frames are dropped (PBFT retransmits). */
 const INBOX_LENGTH_MAX = 50_000;
+/**
+ * Admission control at the edge: with this many inputs already waiting (or being verified), a new
+ * client request is answered "busy" before it costs a signature check, so replica-to-replica
+ * traffic, which is what finishes the work already admitted, always finds room in the inbox.
+ */
+const CLIENT_ADMISSION_WAITING_MAX = 10_000;
 /** Verified (digest, signature, key) triples remembered: every signature is checked once. */
 const VERIFIED_SIGNATURES_MAX = 200_000;
 /** Client sessions remembered for routing replies (the most recent session per client key). */
@@ -452,6 +459,11 @@ class ReplicaRuntime implements ReplicaNode {
     }
     switch (input.type) {
       case 'request':
+        if (this.inbox.length + this.inOrder.length >= CLIENT_ADMISSION_WAITING_MAX) {
+          this.metrics.requestsBusy.inc({ where: 'inbox' });
+          session.send(this.requestErrorFrame(input.request.body, 'busy'));
+          return;
+        }
         // Through the cache, like replica messages: the same request comes back inside the
         // primary's PRE-PREPARE (at a backup) or again on a retry, and is verified only once.
         this.verifyThen(input, (rejection) => {
@@ -459,15 +471,7 @@ class ReplicaRuntime implements ReplicaNode {
             this.logger.debug({ session: session.id }, 'client request with a bad signature');
             this.metrics.invalidMessages.inc({ reason: 'bad-signature' });
             const { client, t } = input.request.body;
-            session.send(
-              encodeClientFrame({
-                type: 'request-error',
-                replica: this.id,
-                client,
-                t,
-                reason: 'bad-signature',
-              }),
-            );
+            session.send(this.requestErrorFrame({ client, t }, 'bad-signature'));
             return;
           }
           this.clientSessions.set(toHex(input.request.body.client), session);
@@ -550,6 +554,19 @@ class ReplicaRuntime implements ReplicaNode {
     } finally {
       this.draining = null;
     }
+  }
+
+  private requestErrorFrame(
+    request: { client: Uint8Array; t: number },
+    reason: RequestErrorReason,
+  ): Uint8Array {
+    return encodeClientFrame({
+      type: 'request-error',
+      replica: this.id,
+      client: request.client,
+      t: request.t,
+      reason,
+    });
   }
 
   private noteArrival(body: RequestBody): void {
@@ -652,17 +669,19 @@ class ReplicaRuntime implements ReplicaNode {
       );
     }
     for (const event of ready.events) {
-      if (event.type === 'request-stale' || event.type === 'request-refused') {
-        const reason = event.type === 'request-stale' ? 'stale-request' : event.reason;
-        this.clientSessions.get(toHex(event.client))?.send(
-          encodeClientFrame({
-            type: 'request-error',
-            replica: this.id,
-            client: event.client,
-            t: event.t,
-            reason,
-          }),
-        );
+      if (
+        event.type === 'request-stale' ||
+        event.type === 'request-refused' ||
+        event.type === 'request-busy'
+      ) {
+        const reason =
+          event.type === 'request-stale'
+            ? 'stale-request'
+            : event.type === 'request-busy'
+              ? 'busy'
+              : event.reason;
+        if (reason === 'busy') this.metrics.requestsBusy.inc({ where: 'pending' });
+        this.clientSessions.get(toHex(event.client))?.send(this.requestErrorFrame(event, reason));
         continue;
       }
       if (event.type === 'view-change-started') this.metrics.viewChanges.inc({ reason: event.reason });

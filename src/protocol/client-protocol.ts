@@ -49,12 +49,17 @@ export interface StatusResultFrame {
   peersConnected: number;
 }
 
-/** Why a replica will not order a request; the client trusts it once f+1 replicas agree. */
-export type RequestErrorReason = 'bad-signature' | 'stale-request' | 'client-table-full';
+/**
+ * Why a replica will not order a request. The first three are final: the client trusts them once
+ * f+1 replicas agree. 'busy' is not: the replica is full (admission control) and kept nothing, so
+ * the client waits longer before it sends the request again.
+ */
+export type RequestErrorReason = 'bad-signature' | 'stale-request' | 'client-table-full' | 'busy';
 export const REQUEST_ERROR_REASONS: readonly RequestErrorReason[] = [
   'bad-signature',
   'stale-request',
   'client-table-full',
+  'busy',
 ];
 
 export interface RequestErrorFrame {

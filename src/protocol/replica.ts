@@ -112,6 +112,8 @@ export type ReplicaEvent =
   /** A batch this replica lacked for a slot of its view arrived (from the primary or by FETCH-BATCH). */
   | { type: 'batch-fetched'; seq: number }
   | { type: 'request-refused'; client: Uint8Array; t: number; reason: 'client-table-full' }
+  /** The pending table is full (pendingRequestsMax): the request was not kept; the client may retry. */
+  | { type: 'request-busy'; client: Uint8Array; t: number }
   /** A request whose t is below the client's last executed t: it can never execute. */
   | { type: 'request-stale'; client: Uint8Array; t: number; lastExecutedT: number }
   | { type: 'message-rejected'; messageType: Message['type']; reason: string };
@@ -471,7 +473,8 @@ export class Replica {
     const isNew = existing === undefined || existing.body.t < body.t;
     if (isNew) {
       if (existing === undefined && this.pending.size >= this.config.pendingRequestsMax) {
-        this.rejectBody(body, 'pending-requests-full');
+        // Admission control: a bounded table, and an answer instead of silence.
+        this.out.events.push({ type: 'request-busy', client: body.client, t: body.t });
         return;
       }
       if (existing !== undefined) this.queue.delete(requestKey(existing.body));

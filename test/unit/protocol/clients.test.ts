@@ -16,12 +16,13 @@ describe('clients', () => {
     expect(cluster.sent.filter((e) => e.message.type === 'pre-prepare')).toHaveLength(cluster.n - 1);
   });
 
-  it('a replica holds at most pendingRequestsMax pending requests', () => {
+  it('a replica holds at most pendingRequestsMax pending requests and answers the next client busy, keeping nothing of it', () => {
     const cluster = new Cluster({ clients: 4, config: { pendingRequestsMax: 2 } }).start();
     cluster.submit(cluster.request(0), 1);
     cluster.submit(cluster.request(1), 1);
-    const [full] = cluster.submit(cluster.request(2), 1);
-    expect(rejections(full!)).toEqual(['request:pending-requests-full']);
+    const turnedAway = cluster.request(2);
+    const [full] = cluster.submit(turnedAway, 1);
+    expect(full!.events).toEqual([{ type: 'request-busy', client: turnedAway.body.client, t: turnedAway.body.t }]);
     expect(full!.send).toEqual([]);
     expect(cluster.replica(1).pendingRequestCount).toBe(2);
     // A newer request from a client already pending replaces its old one.
