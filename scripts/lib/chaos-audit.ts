@@ -66,26 +66,37 @@ export function auditLedger(input: AuditInput): AuditResult {
     if (supply !== input.supply)
       problems.push(`replica ${id}: supply is ${supply}, genesis had ${input.supply}`);
     let executedHere = 0;
+    // One line per replica and kind of problem, not per client: a replica that missed one batch
+    // under heavy load would otherwise print a line for every client in it.
+    const missingTransfers = new Findings('acknowledged transfers missing');
+    const extra = new Findings('executed more transfers than sent');
+    const unbalanced = new Findings('sender and sink disagree');
     for (const client of input.clients) {
       const sent = input.initialBalance - balances.get(client.sender)!;
       const received = balances.get(client.sink)! - input.initialBalance;
-      if (sent !== received) {
-        problems.push(`replica ${id}: ${client.name} sent ${sent} but its sink received ${received}`);
-      }
+      if (sent !== received) unbalanced.add(client.name, 0, `sent ${sent} but its sink received ${received}`);
       executedHere += sent;
       if (sent < client.acknowledged) {
         if (id === reference) lost += client.acknowledged - sent;
-        problems.push(
-          `replica ${id}: ${client.acknowledged - sent} acknowledged transfers of ${client.name} are missing (executed ${sent}, acknowledged ${client.acknowledged})`,
+        missingTransfers.add(
+          client.name,
+          client.acknowledged - sent,
+          `executed ${sent}, acknowledged ${client.acknowledged}`,
         );
       }
       if (sent > client.acknowledged + client.unknown) {
-        const extra = sent - client.acknowledged - client.unknown;
-        if (id === reference) duplicated += extra;
-        problems.push(
-          `replica ${id}: ${client.name} executed ${extra} more transfers than it sent (executed ${sent}, acknowledged ${client.acknowledged}, unknown ${client.unknown})`,
+        const count = sent - client.acknowledged - client.unknown;
+        if (id === reference) duplicated += count;
+        extra.add(
+          client.name,
+          count,
+          `executed ${sent}, acknowledged ${client.acknowledged}, unknown ${client.unknown}`,
         );
       }
+    }
+    for (const findings of [unbalanced, missingTransfers, extra]) {
+      const line = findings.line(id);
+      if (line !== null) problems.push(line);
     }
     if (id === reference) executedTotal = executedHere;
     if (reference !== undefined && id !== reference) {
@@ -107,4 +118,29 @@ export function auditLedger(input: AuditInput): AuditResult {
     duplicated,
     problems,
   };
+}
+
+/** Clients with one kind of problem on one replica, summed up in one line. */
+class Findings {
+  private readonly what: string;
+  private clients = 0;
+  private transfers = 0;
+  private example: string | null = null;
+
+  constructor(what: string) {
+    this.what = what;
+  }
+
+  add(client: string, transfers: number, detail: string): void {
+    this.clients++;
+    this.transfers += transfers;
+    this.example ??= `${client}: ${detail}`;
+  }
+
+  line(replica: number): string | null {
+    if (this.example === null) return null;
+    const plural = (count: number, noun: string): string => `${count} ${noun}${count === 1 ? '' : 's'}`;
+    const count = this.transfers > 0 ? `${plural(this.transfers, 'transfer')} of ` : '';
+    return `replica ${replica}: ${this.what}: ${count}${plural(this.clients, 'client')} (first ${this.example})`;
+  }
 }

@@ -5,13 +5,19 @@
  *
  * Episodes run one after another and each puts at most f replicas at fault, counting a lying
  * replica: PBFT promises safety and progress only while no more than f replicas are faulty.
+ * 'kill' and 'pause' hit one to f replicas, the primary half the time; 'primary-kill' and
+ * 'primary-pause' always hit exactly the primary of the moment, to measure how fast a view change
+ * brings committing back.
  */
 import { BYZANTINE_BEHAVIOURS, type ByzantineBehaviour } from '../../src/byzantine/strategies.ts';
 import { Random } from '../../src/util/random.ts';
+import type { NetnsCapability, NetnsSupport } from './netns.ts';
 
 export const FAULT_CLASSES = [
   'kill',
   'pause',
+  'primary-kill',
+  'primary-pause',
   'byzantine',
   'partition',
   'throttle',
@@ -21,11 +27,40 @@ export const FAULT_CLASSES = [
 export type FaultClass = (typeof FAULT_CLASSES)[number];
 /** The faults that need separate network namespaces. */
 export const NETWORK_FAULT_CLASSES: readonly FaultClass[] = ['partition', 'throttle', 'delay', 'loss'];
-/** The faults that need tc netem in the kernel. */
-export const NETEM_FAULT_CLASSES: readonly FaultClass[] = ['delay', 'loss'];
+/**
+ * The faults aimed at the primary of the moment, whose recovery is measured from the fault's start
+ * and judged against throughput in quiet windows before and after (see chaos-recovery.ts).
+ */
+export const PRIMARY_FAULT_CLASSES: readonly FaultClass[] = ['primary-kill', 'primary-pause'];
+/**
+ * Throughput is compared over this long before a fault and after recovery; the runner keeps these
+ * windows free of other faults for the primary classes.
+ */
+export const THROUGHPUT_WINDOW_MS = 10_000;
 
 export function isFaultClass(name: string): name is FaultClass {
   return (FAULT_CLASSES as readonly string[]).includes(name);
+}
+
+export function isPrimaryFault(fault: FaultClass): boolean {
+  return PRIMARY_FAULT_CLASSES.includes(fault);
+}
+
+/** What each network class needs besides namespaces (see netns.ts). */
+const NEEDS: Partial<Record<FaultClass, NetnsCapability>> = { delay: 'netem', loss: 'nftables' };
+
+/**
+ * Why `fault` cannot be injected on a machine with `support` (from probeNetns; null when it was not
+ * probed), or undefined when it can. Process faults (kill, pause, byzantine and the primary
+ * classes) need nothing from the network.
+ */
+export function unavailableReason(fault: FaultClass, support: NetnsSupport | null): string | undefined {
+  if (!NETWORK_FAULT_CLASSES.includes(fault)) return undefined;
+  if (support === null) return 'the network was not probed';
+  if (!support.available.namespaces) return support.missing.namespaces;
+  const needed = NEEDS[fault];
+  if (needed !== undefined && !support.available[needed]) return support.missing[needed];
+  return undefined;
 }
 
 /** 'primary' is whichever replica leads when the episode starts: the target that forces a view change. */
@@ -59,7 +94,7 @@ const KILL_DOWN_MS = [1_000, 4_000] as const;
 const PARTITION_MS = [3_000, 6_000] as const;
 const DEGRADED_LINK_MS = [4_000, 8_000] as const;
 const LIAR_MS = [4_000, 8_000] as const;
-/** A pause lasts 1.5 to 3 view-change timeouts. */
+/** A pause (and a killed primary's time down) lasts 1.5 to 3 view-change timeouts. */
 const PAUSE_TIMEOUTS = [1.5, 3] as const;
 
 export function faultCount(replicas: number): number {
@@ -93,13 +128,26 @@ export function generateSchedule(options: ScheduleOptions): FaultEpisode[] {
       fault,
       gapMs,
       durationMs: durationOf(fault, random, options.viewChangeTimeoutMs),
-      targets: fault === 'byzantine' ? [...options.liars] : targetsOf(random, options.replicas, f),
+      targets:
+        fault === 'byzantine'
+          ? [...options.liars]
+          : isPrimaryFault(fault)
+            ? ['primary']
+            : targetsOf(random, options.replicas, f),
     };
     if (fault === 'byzantine') episode.behaviour = random.pick(BYZANTINE_BEHAVIOURS);
     episodes.push(episode);
-    elapsedMs += gapMs + episode.durationMs;
+    elapsedMs += episodeSpanMs(episode);
   }
   return episodes;
+}
+
+/**
+ * How long an episode takes at least, its gap included: a primary fault also takes a quiet window
+ * before it and one after its recovery.
+ */
+export function episodeSpanMs(episode: FaultEpisode): number {
+  return episode.gapMs + episode.durationMs + (isPrimaryFault(episode.fault) ? 2 * THROUGHPUT_WINDOW_MS : 0);
 }
 
 function durationOf(fault: FaultClass, random: Random, viewChangeTimeoutMs: number): number {
@@ -107,7 +155,12 @@ function durationOf(fault: FaultClass, random: Random, viewChangeTimeoutMs: numb
   switch (fault) {
     case 'kill':
       return between(KILL_DOWN_MS);
+    // A killed primary stays down as long as a paused one stays stopped: long enough that the
+    // backups' timers expire and they change views without it, short enough that it sometimes
+    // comes back while they are still changing.
     case 'pause':
+    case 'primary-kill':
+    case 'primary-pause':
       return between([
         Math.round(PAUSE_TIMEOUTS[0] * viewChangeTimeoutMs),
         Math.round(PAUSE_TIMEOUTS[1] * viewChangeTimeoutMs),

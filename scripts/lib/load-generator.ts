@@ -1,8 +1,13 @@
 /**
- * Closed-loop load for the benchmark: each client is one funded account with its own PbftClient,
- * sending transfer after transfer (the next one only when f+1 replicas have answered the last).
- * Clients share ClusterConnections, `accountsPerConnection` accounts to one libp2p node, as a
- * service acting for many accounts would; 1 gives every client a node of its own.
+ * Closed-loop load for the benchmark and the chaos runner: each client is one funded account with
+ * its own PbftClient, sending transfer after transfer (the next one only when f+1 replicas have
+ * answered the last). Clients share ClusterConnections, `accountsPerConnection` accounts to one
+ * libp2p node, as a service acting for many accounts would; 1 gives every client a node of its own.
+ *
+ * Besides the benchmark's windows (completions, latencies), it keeps for each client how many
+ * transfers were acknowledged, timed out, failed otherwise or were abandoned in flight, and when
+ * each acknowledged transfer was sent and answered: the chaos runner audits the ledger against
+ * the first and measures recovery from the second.
  *
  * The load runs either inside the benchmark process or in a child process of its own
  * (`load-worker.ts`), behind the same `LoadDriver` interface. The child keeps the clients' CPU
@@ -12,7 +17,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ClusterConnection, PbftClient } from '../../src/client/client.ts';
+import { ClusterConnection, PbftClient, PbftClientError } from '../../src/client/client.ts';
 import { readKeyFile } from '../../src/crypto/index.ts';
 import { readClusterConfig } from '../../src/node/cluster-config.ts';
 
@@ -56,15 +61,53 @@ export interface LoadWindow {
   lastError: string | null;
 }
 
+/** A window that also says when each completed transfer was sent and acknowledged (`clockMs`). */
+export interface TimedLoadWindow extends LoadWindow {
+  /** In completion order, like latenciesMs. */
+  sentAtMs: number[];
+  completedAtMs: number[];
+}
+
+/** One client's transfers since the load started, in account order. */
+export interface LoadClientTotals {
+  /** f+1 matching replies: executed exactly once. */
+  acknowledged: number;
+  /** Gave up with TIMEOUT: executed once or not at all. */
+  timedOut: number;
+  /** Failed any other way (rejected, refused, closed): executed at most once. */
+  failed: number;
+  /** In flight when the clients were closed (`stop` without `drain`): executed at most once. */
+  abandoned: number;
+  /** When the last acknowledged transfer was answered (`clockMs`), null before the first. */
+  lastAckAtMs: number | null;
+  /** The last failure's message (not timeouts), if any. */
+  lastFailure: string | null;
+}
+
 export interface LoadDriver {
-  collect(): Promise<LoadWindow>;
+  collect(): Promise<TimedLoadWindow>;
+  totals(): Promise<LoadClientTotals[]>;
+  /** Start no new transfers and wait until every one in flight is acknowledged or has failed. */
+  drain(): Promise<void>;
   /** CPU time used by the load so far, in seconds (user + system). */
   cpuSeconds(): number;
   stop(): Promise<void>;
 }
 
-function emptyWindow(): LoadWindow {
-  return { completed: 0, errors: 0, latenciesMs: [], lastError: null };
+/**
+ * Milliseconds on a clock that the processes of one machine share (wall-clock origin, monotonic
+ * within a process), so a load process's timestamps compare with its parent's.
+ */
+export function clockMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+function emptyWindow(): TimedLoadWindow {
+  return { completed: 0, errors: 0, latenciesMs: [], lastError: null, sentAtMs: [], completedAtMs: [] };
+}
+
+function emptyTotals(): LoadClientTotals {
+  return { acknowledged: 0, timedOut: 0, failed: 0, abandoned: 0, lastAckAtMs: null, lastFailure: null };
 }
 
 async function openConnection(clusterFile: string): Promise<ClusterConnection> {
@@ -90,12 +133,18 @@ async function openConnection(clusterFile: string): Promise<ClusterConnection> {
 export class LoadGenerator {
   private readonly connections: ClusterConnection[];
   private readonly clients: PbftClient[];
-  private window: LoadWindow = emptyWindow();
+  private window: TimedLoadWindow = emptyWindow();
+  private readonly clientTotals: LoadClientTotals[];
+  private readonly loops: Array<Promise<void>> = [];
+  /** No new transfers (drain or stop). */
+  private draining = false;
+  /** The clients are being closed: what is still in flight is abandoned. */
   private stopping = false;
 
   private constructor(connections: ClusterConnection[], clients: PbftClient[]) {
     this.connections = connections;
     this.clients = clients;
+    this.clientTotals = clients.map(() => emptyTotals());
   }
 
   /** Open the connections and a client per account, then start the clients' loops. */
@@ -128,35 +177,63 @@ export class LoadGenerator {
     const generator = new LoadGenerator(connections, clients);
     for (const [index, client] of clients.entries()) {
       const sink = options.sinkAddresses[index % options.sinkAddresses.length]!;
-      void generator.run(client, sink);
+      generator.loops.push(generator.run(client, sink, generator.clientTotals[index]!));
     }
     return generator;
   }
 
-  private async run(client: PbftClient, sink: string): Promise<void> {
-    while (!this.stopping) {
-      const startMs = performance.now();
+  private async run(client: PbftClient, sink: string, totals: LoadClientTotals): Promise<void> {
+    while (!this.draining) {
+      const sentAtMs = clockMs();
       try {
         await client.transfer(sink, TRANSFER_AMOUNT);
+        const completedAtMs = clockMs();
+        // Counted for the audit even while stopping: the transfer did execute.
+        totals.acknowledged++;
+        totals.lastAckAtMs = completedAtMs;
         if (this.stopping) return;
         this.window.completed++;
-        this.window.latenciesMs.push(performance.now() - startMs);
+        this.window.latenciesMs.push(completedAtMs - sentAtMs);
+        this.window.sentAtMs.push(sentAtMs);
+        this.window.completedAtMs.push(completedAtMs);
       } catch (error) {
-        if (this.stopping) return;
+        if (this.stopping) {
+          totals.abandoned++;
+          return;
+        }
+        if (error instanceof PbftClientError && error.code === 'TIMEOUT') totals.timedOut++;
+        else {
+          totals.failed++;
+          totals.lastFailure = (error as Error).message;
+        }
         this.window.errors++;
         this.window.lastError = (error as Error).message;
       }
     }
   }
 
-  collect(): LoadWindow {
+  collect(): TimedLoadWindow {
     const window = this.window;
     this.window = emptyWindow();
     return window;
   }
 
-  /** Stop the loops and close the connections; transfers in flight fail with CLOSED and do not count. */
+  totals(): LoadClientTotals[] {
+    return this.clientTotals.map((totals) => ({ ...totals }));
+  }
+
+  /** Start no new transfers; resolves once every transfer in flight has its outcome. */
+  async drain(): Promise<void> {
+    this.draining = true;
+    await Promise.all(this.loops);
+  }
+
+  /**
+   * Stop the loops and close the connections; transfers in flight fail with CLOSED, do not count
+   * in the windows and count as abandoned in the totals.
+   */
   async stop(): Promise<void> {
+    this.draining = true;
     this.stopping = true;
     await Promise.all(this.clients.map((client) => client.close()));
     await Promise.all(this.connections.map((connection) => connection.close()));
@@ -169,6 +246,8 @@ export async function startLoadInProcess(options: LoadOptions): Promise<LoadDriv
   const generator = await LoadGenerator.start(options);
   return {
     collect: async () => generator.collect(),
+    totals: async () => generator.totals(),
+    drain: () => generator.drain(),
     // Everything this process does counts, the benchmark's bookkeeping included.
     cpuSeconds: () => {
       const usage = process.cpuUsage(cpuStart);
@@ -179,10 +258,17 @@ export async function startLoadInProcess(options: LoadOptions): Promise<LoadDriv
 }
 
 /** Messages between the benchmark and `load-worker.ts`. */
-export type ToWorker = { type: 'start'; options: LoadOptions } | { type: 'collect' } | { type: 'stop' };
+export type ToWorker =
+  | { type: 'start'; options: LoadOptions }
+  | { type: 'collect' }
+  | { type: 'totals' }
+  | { type: 'drain' }
+  | { type: 'stop' };
 export type FromWorker =
   | { type: 'started' }
-  | { type: 'window'; window: LoadWindow }
+  | { type: 'window'; window: TimedLoadWindow }
+  | { type: 'totals'; totals: LoadClientTotals[] }
+  | { type: 'drained' }
   | { type: 'stopped' }
   | { type: 'failed'; message: string };
 
@@ -223,6 +309,15 @@ export async function startLoadProcess(options: LoadOptions, execArgv: string[] 
       const reply = await ask({ type: 'collect' });
       if (reply.type !== 'window') throw new Error(`load worker answered ${reply.type}`);
       return reply.window;
+    },
+    totals: async () => {
+      const reply = await ask({ type: 'totals' });
+      if (reply.type !== 'totals') throw new Error(`load worker answered ${reply.type}`);
+      return reply.totals;
+    },
+    drain: async () => {
+      const reply = await ask({ type: 'drain' });
+      if (reply.type !== 'drained') throw new Error(`load worker answered ${reply.type}`);
     },
     cpuSeconds: () => processCpuSeconds(child),
     stop: async () => {

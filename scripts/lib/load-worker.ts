@@ -1,6 +1,6 @@
 /**
- * The benchmark's load in a child process: started with `fork()` by `startLoadProcess`, it runs a
- * LoadGenerator and answers the parent's 'collect' and 'stop' messages over IPC. It exits when the
+ * The load of the benchmark and the chaos runner in a child process: started with `fork()` by
+ * `startLoadProcess`, it runs a LoadGenerator and answers the parent's messages over IPC. It exits when the
  * parent disconnects or dies, so no client outlives a benchmark.
  */
 import { type FromWorker, LoadGenerator, type ToWorker } from './load-generator.ts';
@@ -22,6 +22,15 @@ process.on('message', (message: ToWorker) => {
         case 'collect':
           if (generator === null) throw new Error('collect before start');
           reply({ type: 'window', window: generator.collect() });
+          return;
+        case 'totals':
+          if (generator === null) throw new Error('totals before start');
+          reply({ type: 'totals', totals: generator.totals() });
+          return;
+        case 'drain':
+          if (generator === null) throw new Error('drain before start');
+          await generator.drain();
+          reply({ type: 'drained' });
           return;
         case 'stop':
           await generator?.stop();

@@ -8,9 +8,11 @@
  *       …
  *
  * A partition takes a replica's link down (it hears nobody and nobody hears it); a throttle puts a
- * token-bucket filter (tbf) on both ends of its link; delay and loss use tc netem when the kernel
- * has it. Everything needs root and iproute2; `probeNetns` says why not when it cannot work, and
- * the chaos runner skips the network faults then.
+ * token-bucket filter (tbf) on both ends of its link; delay uses tc netem when the kernel has it;
+ * loss is an nftables rule inside the replica's namespace that drops a random share of the packets
+ * it sends and receives (nftables needs no netem, which many kernels, this machine's included,
+ * lack). Everything needs root and iproute2, loss also the `nft` command (Debian: nftables);
+ * `probeNetns` says why not when something cannot work, and the chaos runner skips those faults.
  */
 import { execFileSync } from 'node:child_process';
 
@@ -18,18 +20,25 @@ import { execFileSync } from 'node:child_process';
 const THROTTLE_TBF = ['rate', '512kbit', 'burst', '16kbit', 'latency', '100ms'];
 /** netem: 80 ± 40 ms of delay. */
 const NETEM_DELAY = ['delay', '80ms', '40ms'];
-/** netem: 15% of packets lost (TCP retransmits them, so the link is slow and bursty, not dead). */
-const NETEM_LOSS = ['loss', '15%'];
+/** Share of packets dropped each way (TCP retransmits them, so the link is slow and bursty, not dead). */
+const LOSS_PERCENT = 15;
+/** The nftables table that holds a replica's loss rules; deleting it heals the link. */
+const LOSS_TABLE = 'pbftloss';
+/** nftables: a packet is dropped when a random number below 100 is below LOSS_PERCENT. */
+const LOSS_RULE = ['numgen', 'random', 'mod', '100', '<', `${LOSS_PERCENT}`, 'drop'];
 
 export type LinkFault = 'partition' | 'throttle' | 'delay' | 'loss';
 
+export type NetnsCapability = 'namespaces' | 'netem' | 'nftables';
+
+/**
+ * What works on this machine: `namespaces` (namespaces, veth pairs and bridges: partitions and
+ * throttles), `netem` (tc netem in the kernel: delay), `nftables` (nft inside a namespace: loss).
+ * Each capability that is missing has a one-line reason that names what to install or change.
+ */
 export interface NetnsSupport {
-  /** Namespaces, veth pairs and bridges work: partitions and throttles are possible. */
-  namespaces: boolean;
-  /** tc netem is in the kernel: delay and loss are possible. */
-  netem: boolean;
-  /** Why something is unavailable, in one line each. */
-  reasons: string[];
+  available: Record<NetnsCapability, boolean>;
+  missing: Partial<Record<NetnsCapability, string>>;
 }
 
 function ip(...args: string[]): void {
@@ -38,6 +47,26 @@ function ip(...args: string[]): void {
 
 function tc(...args: string[]): void {
   execFileSync('tc', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** nft inside namespace `ns`; each argument is one token of nft's own syntax. */
+function nftIn(ns: string, ...args: string[]): void {
+  ip('netns', 'exec', ns, 'nft', ...args);
+}
+
+/**
+ * Drop LOSS_PERCENT of the packets namespace `ns` sends and of those it receives: a table with an
+ * output and an input chain, each with a `numgen random` rule.
+ */
+function addLossRules(ns: string, table: string): void {
+  nftIn(ns, 'add', 'table', 'inet', table);
+  for (const [chain, hook] of [
+    ['out', 'output'],
+    ['in', 'input'],
+  ] as const) {
+    nftIn(ns, 'add', 'chain', 'inet', table, chain, `{ type filter hook ${hook} priority 0 ; }`);
+    nftIn(ns, 'add', 'rule', 'inet', table, chain, ...LOSS_RULE);
+  }
 }
 
 function quiet(action: () => void): void {
@@ -53,35 +82,59 @@ function errorLine(error: unknown): string {
   return (stderr !== undefined && stderr !== '' ? stderr : (error as Error).message).split('\n')[0]!;
 }
 
+function hasCommand(command: string): boolean {
+  try {
+    execFileSync(command, ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Try the operations the chaos runner needs on a scratch namespace, and report what works. */
 export function probeNetns(): NetnsSupport {
-  const reasons: string[] = [];
+  const missing: Partial<Record<NetnsCapability, string>> = {};
+  const support = (): NetnsSupport => ({
+    available: {
+      namespaces: missing.namespaces === undefined,
+      netem: missing.namespaces === undefined && missing.netem === undefined,
+      nftables: missing.namespaces === undefined && missing.nftables === undefined,
+    },
+    missing,
+  });
   if (process.getuid?.() !== 0) {
-    return { namespaces: false, netem: false, reasons: ['network faults need root (ip netns, tc)'] };
+    missing.namespaces = 'network faults need root (ip netns, tc, nft)';
+    return support();
   }
   // Short names: Linux interface names are at most 15 characters.
   const name = `pp${process.pid % 100_000}`;
-  let namespaces = false;
-  let netem = false;
   try {
     ip('netns', 'add', name);
     ip('link', 'add', `${name}a`, 'type', 'veth', 'peer', 'name', `${name}b`);
     ip('link', 'add', `${name}br`, 'type', 'bridge');
-    namespaces = true;
     try {
       tc('qdisc', 'add', 'dev', `${name}a`, 'root', 'netem', ...NETEM_DELAY);
-      netem = true;
     } catch (error) {
-      reasons.push(`tc netem is unavailable (${errorLine(error)}): delay and loss faults are skipped`);
+      missing.netem = `tc netem is unavailable (${errorLine(error)}): delay faults are skipped`;
+    }
+    if (!hasCommand('nft')) {
+      missing.nftables = 'the nft command is missing (Debian package nftables): loss faults are skipped';
+    } else {
+      try {
+        // The very rules a loss fault installs, in the scratch namespace.
+        addLossRules(name, `${LOSS_TABLE}probe`);
+      } catch (error) {
+        missing.nftables = `nftables does not work in a namespace (${errorLine(error)}): loss faults are skipped`;
+      }
     }
   } catch (error) {
-    reasons.push(`network namespaces are unavailable (${errorLine(error)}): network faults are skipped`);
+    missing.namespaces = `network namespaces are unavailable (${errorLine(error)}): network faults are skipped`;
   } finally {
     quiet(() => ip('link', 'del', `${name}a`));
     quiet(() => ip('link', 'del', `${name}br`));
     quiet(() => ip('netns', 'del', name));
   }
-  return { namespaces, netem, reasons };
+  return support();
 }
 
 /** One namespace per replica on a private bridge; `teardown` removes all of it. */
@@ -169,8 +222,7 @@ export class ReplicaNetwork {
         ip(...inner, 'netem', ...NETEM_DELAY);
         break;
       case 'loss':
-        tc('qdisc', 'add', 'dev', host, 'root', 'netem', ...NETEM_LOSS);
-        ip(...inner, 'netem', ...NETEM_LOSS);
+        addLossRules(this.namespace(id), LOSS_TABLE);
         break;
     }
     this.faults.set(id, fault);
@@ -182,6 +234,10 @@ export class ReplicaNetwork {
     this.faults.delete(id);
     if (fault === 'partition') {
       ip('link', 'set', this.hostEnd(id), 'up');
+      return;
+    }
+    if (fault === 'loss') {
+      nftIn(this.namespace(id), 'delete', 'table', 'inet', LOSS_TABLE);
       return;
     }
     quiet(() => tc('qdisc', 'del', 'dev', this.hostEnd(id), 'root'));
