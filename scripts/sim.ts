@@ -1,5 +1,9 @@
 /**
- * npm run sim -- --seeds N [--first-seed S] [--replicas 4|7|10] [--byzantine K] [--json]
+ * npm run sim -- --seeds N [--first-seed S] [--replicas 4|7|10] [--byzantine K] [--shipped-defaults] [--json]
+ *
+ * --shipped-defaults runs the protocol settings a real cluster ships with (K = 64, L = 256, batches of
+ * 256 requests or 256 KiB) under 300 clients, half of whose operations are 1 KiB (the largest), and
+ * kills view 0's primary after 0.4 s: messages reach the sizes where the real transport drops frames.
  *
  * Runs seeds S … S+N-1 through the deterministic simulator. S is random (and printed) when omitted;
  * `--seeds 1 --first-seed S` replays one seed exactly. Any violation prints its seed and the exit
@@ -14,6 +18,7 @@ import {
 } from '../src/byzantine/strategies.ts';
 import { runSimulation, type SimulationResult } from '../src/sim/simulation.ts';
 import { integerOption } from './lib/options.ts';
+import { SHIPPED_DEFAULTS_RUN } from './lib/sim-runs.ts';
 
 const EXIT_SAFETY = 1;
 const EXIT_LIVENESS = 2;
@@ -23,7 +28,7 @@ const FIRST_SEED_RANDOM_MAX = 2 ** 40;
 function usage(message: string): never {
   console.error(`pbft sim: ${message}`);
   console.error(
-    'usage: npm run sim -- --seeds N [--first-seed S] [--replicas 4|7|10] [--byzantine K] [--behaviour NAME] [--json]',
+    'usage: npm run sim -- --seeds N [--first-seed S] [--replicas 4|7|10] [--byzantine K] [--behaviour NAME] [--shipped-defaults] [--json]',
   );
   process.exit(EXIT_USAGE);
 }
@@ -38,6 +43,7 @@ function parseOptions() {
       byzantine: { type: 'string' },
       behaviour: { type: 'string', multiple: true },
       crypto: { type: 'string', default: 'simulated' },
+      'shipped-defaults': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -53,7 +59,7 @@ try {
 const { values } = parsed;
 if (values.help) {
   console.log(
-    'usage: npm run sim -- --seeds N [--first-seed S] [--replicas 4|7|10] [--byzantine K] [--behaviour NAME] [--json]',
+    'usage: npm run sim -- --seeds N [--first-seed S] [--replicas 4|7|10] [--byzantine K] [--behaviour NAME] [--shipped-defaults] [--json]',
   );
   console.log(`behaviours: ${BYZANTINE_BEHAVIOURS.join(', ')}`);
   process.exit(0);
@@ -100,6 +106,7 @@ for (let seed = firstSeed; seed < firstSeed + seeds; seed++) {
     byzantine,
     crypto,
     ...(behaviours.length > 0 ? { behaviours } : {}),
+    ...(values['shipped-defaults'] ? SHIPPED_DEFAULTS_RUN : {}),
   });
   committed += result.committed;
   viewChanges += result.viewChanges;
@@ -109,8 +116,9 @@ for (let seed = firstSeed; seed < firstSeed + seeds; seed++) {
     failures.push(result);
     if (result.violations.some((violation) => violation.kind !== 'liveness')) safetyFailure = true;
     const liars = result.byzantine.map((b) => `${b.replica}:${b.behaviour}`).join(',') || 'none';
+    const defaults = values['shipped-defaults'] ? ' --shipped-defaults' : '';
     console.error(
-      `seed ${seed} FAILED (byzantine ${liars}); replay: npm run sim -- --seeds 1 --first-seed ${seed} --replicas ${replicas} --byzantine ${byzantine}`,
+      `seed ${seed} FAILED (byzantine ${liars}); replay: npm run sim -- --seeds 1 --first-seed ${seed} --replicas ${replicas} --byzantine ${byzantine}${defaults}`,
     );
     for (const violation of result.violations) console.error(`  ${violation.kind}: ${violation.message}`);
   }

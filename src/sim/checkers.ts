@@ -14,6 +14,8 @@ export type ViolationKind =
   | 'checkpoint'
   | 'client-result'
   | 'liveness'
+  /** A correct replica built a frame the transport would drop. */
+  | 'frame-size'
   | 'replica-crash';
 
 export interface Violation {

@@ -16,10 +16,12 @@ import {
   createStrategy,
   type Payload,
 } from '../byzantine/strategies.ts';
+import { FRAME_SIZE_MAX_BYTES } from '../codec/cbor.ts';
 import { sha256 } from '../crypto/index.ts';
 import type { Signer } from '../crypto/types.ts';
 import type { Genesis } from '../ledger/genesis.ts';
 import { encodeOperation, genesisSupply, Ledger } from '../ledger/index.ts';
+import { CLIENT_FRAME_SIZE_MAX_BYTES } from '../protocol/client-protocol.ts';
 import { type ProtocolConfig, primaryOf, quorums } from '../protocol/config.ts';
 import {
   applyPersistOps,
@@ -31,6 +33,7 @@ import {
   decodeMessage,
   encodeMessage,
   type Message,
+  OPERATION_SIZE_MAX_BYTES,
   type RequestBody,
   type Signed,
   signBody,
@@ -84,6 +87,16 @@ export interface SimulationOptions {
   crypto?: SimulationCrypto;
   /** Observe every replica's persist operations (storage conformance tests replay them). */
   onPersist?: (replica: number, ops: readonly PersistOp[]) => void;
+  /** Protocol settings over SIMULATION_PROTOCOL (e.g. the shipped DEFAULT_CLUSTER_PROTOCOL). */
+  protocol?: Partial<Omit<ProtocolConfig, 'replicaCount'>>;
+  /**
+   * Share of requests (0-1) whose operation is OPERATION_SIZE_MAX_BYTES of junk: the largest a
+   * client may send. The ledger rejects it, identically everywhere; it still fills batches, and so
+   * every message that carries or certifies them, to their largest.
+   */
+  largeOperationShare?: number;
+  /** The transport's frame limit between replicas (default FRAME_SIZE_MAX_BYTES, the real one). */
+  frameSizeMaxBytes?: number;
 }
 
 export interface SimulationResult {
@@ -103,6 +116,10 @@ export interface SimulationResult {
   stateTransfers: number;
   messagesSent: number;
   messagesDropped: number;
+  /** The largest frame any replica sent, in bytes. */
+  largestFrameBytes: number;
+  /** Frames dropped for exceeding the transport's limit (as the real transport drops them). */
+  oversizedFrames: number;
   /** Messages correct replicas rejected, by reason (edge: undecodable / bad-signature; core: rule). */
   rejections: Record<string, number>;
   virtualTimeMs: number;
@@ -165,8 +182,9 @@ export function runSimulation(options: SimulationOptions): SimulationResult {
 
 class Simulation {
   private readonly options: Required<
-    Omit<SimulationOptions, 'behaviours' | 'byzantineReplicas' | 'crashes' | 'onPersist'>
+    Omit<SimulationOptions, 'behaviours' | 'byzantineReplicas' | 'crashes' | 'onPersist' | 'protocol'>
   > & {
+    protocol: Partial<Omit<ProtocolConfig, 'replicaCount'>>;
     onPersist?: (replica: number, ops: readonly PersistOp[]) => void;
     behaviours: readonly ByzantineBehaviour[];
     byzantineReplicas?: readonly number[];
@@ -196,6 +214,8 @@ class Simulation {
   private partitions = 0;
   private stateTransfers = 0;
   private highestView = 0;
+  private largestFrameBytes = 0;
+  private oversizedFrames = 0;
   private readonly safetyFaults: NetworkFaults;
 
   constructor(options: SimulationOptions) {
@@ -208,13 +228,16 @@ class Simulation {
       behaviours: BYZANTINE_BEHAVIOURS,
       crashes: [],
       crypto: 'simulated',
+      protocol: {},
+      largeOperationShare: 0,
+      frameSizeMaxBytes: FRAME_SIZE_MAX_BYTES,
       ...options,
     };
     this.scheme = signatureScheme(this.options.crypto);
     const { replicas: n, byzantine } = this.options;
     this.f = quorums(n).f;
     if (byzantine > this.f) throw new RangeError(`at most f = ${this.f} of ${n} replicas may be Byzantine`);
-    this.config = { replicaCount: n, ...SIMULATION_PROTOCOL };
+    this.config = { replicaCount: n, ...SIMULATION_PROTOCOL, ...this.options.protocol };
     this.random = new Random(options.seed);
     this.faultRandom = this.random.fork();
     this.clientRandom = this.random.fork();
@@ -337,6 +360,8 @@ class Simulation {
       stateTransfers: this.stateTransfers,
       messagesSent: this.network.sent,
       messagesDropped: this.network.dropped,
+      largestFrameBytes: this.largestFrameBytes,
+      oversizedFrames: this.oversizedFrames,
       rejections: this.rejections,
       virtualTimeMs: this.nowMs,
     };
@@ -569,7 +594,29 @@ class Simulation {
     return payload instanceof Uint8Array ? payload : encodeMessage(payload);
   }
 
+  /**
+   * Onto the network, through the same frame limits as the real transport: a replica's frame over
+   * FRAME_SIZE_MAX_BYTES (or a client's over CLIENT_FRAME_SIZE_MAX_BYTES) never arrives. Such a
+   * frame from a correct replica is also a violation: no message the protocol builds may be one.
+   */
   private transmit(from: NodeId, to: NodeId, bytes: Uint8Array): void {
+    const fromReplica = from < this.options.replicas;
+    const limit =
+      fromReplica && to < this.options.replicas
+        ? this.options.frameSizeMaxBytes
+        : CLIENT_FRAME_SIZE_MAX_BYTES;
+    if (fromReplica) this.largestFrameBytes = Math.max(this.largestFrameBytes, bytes.length);
+    if (bytes.length > limit) {
+      this.oversizedFrames++;
+      const sender = fromReplica ? this.replicas[from] : undefined;
+      if (sender !== undefined && this.isCorrect(sender)) {
+        this.checkers.violate(
+          'frame-size',
+          `replica ${from} built a ${bytes.length}-byte frame, over the ${limit}-byte limit`,
+        );
+      }
+      return;
+    }
     for (const delivery of this.network.route(from, to)) {
       this.queue.push(this.nowMs + delivery.delayMs, { type: 'deliver', from, to, bytes });
     }
@@ -617,7 +664,10 @@ class Simulation {
         : roll < 15
           ? CLIENT_BALANCE * 10
           : this.clientRandom.int(1, 300);
-    const op = encodeOperation({ type: 'transfer', to, amount });
+    const op =
+      this.clientRandom.int(0, 999) < this.options.largeOperationShare * 1000
+        ? this.clientRandom.bytes(OPERATION_SIZE_MAX_BYTES)
+        : encodeOperation({ type: 'transfer', to, amount });
     const request = signBody<RequestBody>(
       { type: 'request', client: client.signer.publicKey, t: client.t, op },
       (bytes) => client.signer.sign(bytes),

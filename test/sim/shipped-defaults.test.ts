@@ -1,0 +1,48 @@
+/**
+ * The simulator at the settings a real cluster ships with (K = 64, L = 256, batches of 256 requests
+ * or 256 KiB), under 300 clients of which half send the largest operations (1 KiB), with view 0's
+ * primary killed mid-run, random loss, duplication, crashes and partitions, and f liars. The
+ * simulated network drops frames over the transport's limit exactly as the real one does, so a
+ * VIEW-CHANGE or NEW-VIEW that outgrew a frame would stall the view change here too.
+ */
+import { describe, expect, it } from 'vitest';
+import { SHIPPED_DEFAULTS_RUN } from '../../scripts/lib/sim-runs.ts';
+import { runSimulation } from '../../src/sim/simulation.ts';
+
+/** Frames this large show that batches really reached their byte budget. */
+const FULL_BATCH_FRAME_MIN_BYTES = 100 * 1024;
+/** Seeds per cluster size: n = 10 runs cost the most (its NEW-VIEWs are the largest). */
+const SEEDS_BY_SIZE: Record<number, number> = { 4: 2, 7: 2, 10: 1 };
+
+describe('simulation at the shipped settings, full batches of the largest operations', () => {
+  for (const replicas of [4, 7, 10]) {
+    const f = (replicas - 1) / 3;
+    it(`n = ${replicas}: view changes complete, every request commits, no frame exceeds the limit`, () => {
+      for (
+        let seed = 300_000 + replicas * 100;
+        seed < 300_000 + replicas * 100 + SEEDS_BY_SIZE[replicas]!;
+        seed++
+      ) {
+        const result = runSimulation({ seed, replicas, byzantine: f, ...SHIPPED_DEFAULTS_RUN });
+        const replay = `replay: npm run sim -- --seeds 1 --first-seed ${seed} --replicas ${replicas} --byzantine ${f} --shipped-defaults`;
+        expect(result.violations, replay).toEqual([]);
+        expect(result.committed, replay).toBe(result.requested);
+        expect(result.viewChanges, replay).toBeGreaterThanOrEqual(1);
+        expect(result.largestFrameBytes, replay).toBeGreaterThan(FULL_BATCH_FRAME_MIN_BYTES);
+      }
+    }, 120_000);
+  }
+
+  it('a frame over the limit is dropped and counted as a violation when a correct replica built it', () => {
+    // A transport with a fifth of the real limit cannot carry the shipped settings' full batches.
+    const result = runSimulation({
+      seed: 300_001,
+      replicas: 4,
+      byzantine: 0,
+      ...SHIPPED_DEFAULTS_RUN,
+      frameSizeMaxBytes: 128 * 1024,
+    });
+    expect(result.oversizedFrames).toBeGreaterThan(0);
+    expect(result.violations.map((violation) => violation.kind)).toContain('frame-size');
+  }, 120_000);
+});
