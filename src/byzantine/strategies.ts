@@ -16,6 +16,7 @@ import {
   type PrePrepareBody,
   type PrepareBody,
   type ReplicaId,
+  type RequestBody,
   type Signed,
   signBody,
   type ViewChangeBody,
@@ -32,6 +33,7 @@ export const BYZANTINE_BEHAVIOURS = [
   'fake-view-change',
   'bad-new-view',
   'flood',
+  'wrong-batches',
 ] as const;
 
 export type ByzantineBehaviour = (typeof BYZANTINE_BEHAVIOURS)[number];
@@ -358,6 +360,33 @@ class Flood extends HonestByDefault {
   }
 }
 
+/**
+ * Honest in everything but the batches it hands over: every answer to FETCH-BATCH carries other
+ * requests than the ones asked for (the first one left out, or a replayed batch in place of the
+ * null one), and every tick it pushes its last batch, unasked, to every replica. Aimed at the
+ * batch fetch after a view change: it vouches like a correct replica (its PREPAREs are real), so
+ * it is among the replicas asked.
+ */
+class WrongBatches extends HonestByDefault {
+  readonly behaviour = 'wrong-batches';
+  private lastBatch: { seq: number; batch: Signed<RequestBody>[] } | null = null;
+  override outgoing(message: Message): Payload[] {
+    if (message.type === 'pre-prepare' && message.batch.length > 0)
+      this.lastBatch = { seq: message.prePrepare.body.seq, batch: message.batch };
+    if (message.type !== 'batch') return [message];
+    const forged = message.batch.length > 0 ? message.batch.slice(1) : (this.lastBatch?.batch ?? []);
+    return [{ type: 'batch', seq: message.seq, batch: forged }];
+  }
+  override observe(message: Message): void {
+    if (message.type === 'pre-prepare' && message.batch.length > 0)
+      this.lastBatch = { seq: message.prePrepare.body.seq, batch: message.batch };
+  }
+  override onTick(): Array<{ to: ReplicaId | 'all'; payload: Payload }> {
+    if (this.lastBatch === null) return [];
+    return [{ to: 'all', payload: { type: 'batch', seq: this.lastBatch.seq, batch: this.lastBatch.batch } }];
+  }
+}
+
 export function createStrategy(behaviour: ByzantineBehaviour): ByzantineStrategy {
   switch (behaviour) {
     case 'silent':
@@ -380,5 +409,7 @@ export function createStrategy(behaviour: ByzantineBehaviour): ByzantineStrategy
       return new BadNewView();
     case 'flood':
       return new Flood();
+    case 'wrong-batches':
+      return new WrongBatches();
   }
 }

@@ -21,6 +21,7 @@ import { type CodecError, FRAME_SIZE_MAX_BYTES } from '../codec/cbor.ts';
 import { BoundedCache } from '../crypto/bounded-cache.ts';
 import { createVerifier, readKeyFile, sha256 } from '../crypto/index.ts';
 import { type Genesis, Ledger, parseGenesis } from '../ledger/index.ts';
+import { batchDigest } from '../protocol/certificates.ts';
 import {
   CLIENT_FRAME_SIZE_MAX_BYTES,
   type ClientToReplica,
@@ -29,7 +30,13 @@ import {
   type RequestErrorReason,
 } from '../protocol/client-protocol.ts';
 import { type DurableState, mustSyncBeforeSending } from '../protocol/durable.ts';
-import { decodeMessage, encodeMessage, type Message, type RequestBody } from '../protocol/messages.ts';
+import {
+  decodeMessage,
+  encodeMessage,
+  type Message,
+  type RequestBody,
+  type Signed,
+} from '../protocol/messages.ts';
 import { type Ready, Replica } from '../protocol/replica.ts';
 import {
   rememberVerified,
@@ -43,7 +50,7 @@ import {
 import { LevelStorage } from '../storage/level.ts';
 import type { ReplicaStorage } from '../storage/storage.ts';
 import { type ClientSession, createReplicaTransport, type ReplicaTransport } from '../transport/index.ts';
-import { fromHex, toHex } from '../util/bytes.ts';
+import { bytesEqual, fromHex, toHex } from '../util/bytes.ts';
 import { Random } from '../util/random.ts';
 import { type ClusterConfig, ConfigFileError, readClusterConfig } from './cluster-config.ts';
 import { InOrderRelease } from './in-order.ts';
@@ -361,6 +368,13 @@ class ReplicaRuntime implements ReplicaNode {
       return;
     }
     if (message.type === 'reply') return;
+    if (message.type === 'batch') {
+      const rejection = this.unwantedBatch(message.seq, message.batch);
+      if (rejection !== null) {
+        this.metrics.invalidMessages.inc({ reason: rejection });
+        return;
+      }
+    }
     this.verifyThen(message, (rejection) => {
       if (rejection !== null) {
         this.logger.debug({ from, type: message.type, rejection }, 'message rejected at the edge');
@@ -375,6 +389,16 @@ class ReplicaRuntime implements ReplicaNode {
       if (message.type === 'new-view') this.recentNewViews.set(fingerprint, true);
       if (message.type === 'view-change') this.lastViewChangeFrom.set(from, { fingerprint, message });
     });
+  }
+
+  /**
+   * Why a BATCH is dropped before its requests' signatures are checked (a liar could otherwise make
+   * this replica verify a batch's worth of signatures per frame), or null when the core awaits it.
+   */
+  private unwantedBatch(seq: number, batch: readonly Signed<RequestBody>[]): string | null {
+    const awaited = this.core.awaitedBatchDigest(seq);
+    if (awaited === undefined) return 'unsolicited-batch';
+    return bytesEqual(batchDigest(batch, sha256), awaited) ? null : 'digest-mismatch';
   }
 
   /**

@@ -313,6 +313,14 @@ export class Replica {
   get awaitedBatchCount(): number {
     return this.fetches.size;
   }
+
+  /**
+   * The digest of the batch awaited at `seq`, if any: the edge drops a BATCH nobody asked for, or
+   * one with another digest, before checking the signatures of every request in it.
+   */
+  awaitedBatchDigest(seq: number): Uint8Array | undefined {
+    return this.fetches.awaited(seq);
+  }
   get awaitingStateTransfer(): boolean {
     return this.pendingStateTransfer !== null;
   }

@@ -33,6 +33,24 @@ describe('simulation at the shipped settings, full batches of the largest operat
     }, 120_000);
   }
 
+  it('a voucher answering FETCH-BATCH with other requests (wrong-batches) delays no one: its answers fail the digest, and every request commits', () => {
+    // Seed 5: the liar is replica 2, a backup whose PREPAREs make it a voucher after the view change.
+    const seed = 5;
+    const result = runSimulation({
+      seed,
+      replicas: 4,
+      byzantine: 1,
+      behaviours: ['wrong-batches'],
+      ...SHIPPED_DEFAULTS_RUN,
+    });
+    const replay = `replay: npm run sim -- --seeds 1 --first-seed ${seed} --replicas 4 --byzantine 1 --behaviour wrong-batches --shipped-defaults`;
+    expect(result.byzantine, replay).toEqual([{ replica: 2, behaviour: 'wrong-batches' }]);
+    expect(result.violations, replay).toEqual([]);
+    expect(result.committed, replay).toBe(result.requested);
+    // Evidence that it lied where it matters: correct replicas received its forged batches.
+    expect(result.rejections['digest-mismatch'] ?? 0, replay).toBeGreaterThan(0);
+  }, 120_000);
+
   it('a frame over the limit is dropped and counted as a violation when a correct replica built it', () => {
     // A transport with a fifth of the real limit cannot carry the shipped settings' full batches.
     const result = runSimulation({

@@ -130,6 +130,25 @@ describe('digest-only certificates', () => {
     expect(cluster.replica(3).lastExecutedSeq).toBe(2);
   });
 
+  it('a voucher that answers FETCH-BATCH with other requests is ignored; the next round asks other vouchers and gets the batch', () => {
+    const { cluster, a } = replicaThreeLacksTheBatch({ holdBatches: true });
+    // Every BATCH on its way to replica 3 is replaced by a liar's: the same slot, other requests.
+    const answers = cluster.drop((e) => e.to === 3 && e.message.type === 'batch');
+    expect(answers.length).toBeGreaterThan(0);
+    for (const answer of answers) {
+      const forged = cluster.step(3, { type: 'batch', seq: 1, batch: [cluster.request(3)] });
+      expect(rejections(forged), `forged answer in place of ${answer.from}'s`).toEqual([
+        'batch:digest-mismatch',
+      ]);
+    }
+    expect(preparesFrom(cluster, 3, 1, 1)).toBe(0);
+    // The next round goes to the next vouchers; an honest answer completes the slot.
+    for (let i = 0; i < cluster.config.retransmitIntervalTicks; i++) cluster.tick(3);
+    cluster.deliverAll();
+    expect(preparesFrom(cluster, 3, 1, 1)).toBe(1);
+    expect(cluster.executed[3]![0]!.requests.map((r) => r.request)).toEqual([a]);
+  });
+
   it('a replica that restarts before the batch of a NEW-VIEW slot arrived fetches it again', () => {
     const { cluster, a } = replicaThreeLacksTheBatch({ holdBatches: true });
     cluster.crash(3);
