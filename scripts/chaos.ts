@@ -27,6 +27,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { TESTNET_ACCOUNTS_MAX } from '../src/cli/testnet.ts';
 import type { PbftClient, ReplicaStatusReport } from '../src/client/client.ts';
 import { auditLedger, type LoadClientRecord } from './lib/chaos-audit.ts';
 import {
@@ -64,7 +65,7 @@ const SEED_RANDOM_MAX = 2 ** 40;
 /** Development accounts start with this much (pbft testnet init). */
 const INITIAL_BALANCE = 1_000_000;
 /** `pbft testnet init` creates at most this many accounts; each client needs two (sender, sink). */
-const ACCOUNTS_MAX = 1_000;
+const ACCOUNTS_MAX = TESTNET_ACCOUNTS_MAX;
 const CLIENTS_MAX = ACCOUNTS_MAX / 2;
 /** Clients that share one ClusterConnection, as in the benchmark (well under a connection's frame limit). */
 const ACCOUNTS_PER_CONNECTION = 32;
@@ -241,6 +242,8 @@ interface EpisodeRecord {
   /** The bound this episode's recovery is judged by, and from when it counts. */
   recoveryBoundMs: number;
   recoveryMeasuredFrom: 'start' | 'heal';
+  /** For 'loss': packets the nftables rules dropped, summed over the targets (evidence that it bit). */
+  droppedPackets?: number;
   problems: string[];
 }
 
@@ -327,10 +330,19 @@ async function main(): Promise<number> {
   let totals: LoadClientTotals[] = [];
   const unexpected: string[] = [];
   let polling = true;
+  /** Every acknowledgement before this moment is in `timeline` (the start of the last completed poll). */
+  let polledThroughMs = loadStartedAtMs;
   const poll = async (): Promise<void> => {
+    const startedAtMs = clockMs();
     const window = await driver.collect();
     timeline.add(window.sentAtMs, window.completedAtMs);
     totals = await driver.totals();
+    polledThroughMs = startedAtMs;
+  };
+  const failing = (): boolean => unexpected.length > 0 || totals.some((client) => client.failed > 0);
+  /** Until the timeline holds every acknowledgement up to `atMs` (a busy machine delays the polls). */
+  const pollPast = async (atMs: number): Promise<void> => {
+    while (polledThroughMs < atMs && !failing()) await sleep(LOAD_POLL_MS);
   };
   const poller = (async () => {
     while (polling) {
@@ -343,10 +355,9 @@ async function main(): Promise<number> {
       await sleep(LOAD_POLL_MS);
     }
   })();
-  const failing = (): boolean => unexpected.length > 0 || totals.some((client) => client.failed > 0);
   /**
    * Resolves with how long after `healedAtMs` the last client had its first transfer acknowledged
-   * (to within LOAD_POLL_MS), or null after `boundMs` or once `givenUp()`. Started right at
+   * (to within one poll of the load), or null after `boundMs` or once `givenUp()`. Started right at
    * healing, it runs alongside whatever else the runner waits for.
    */
   const waitForEveryClient = async (
@@ -371,8 +382,7 @@ async function main(): Promise<number> {
     const deadline = startedAtMs + boundMs;
     for (;;) {
       const atMs = timeline.firstCommitSentFrom(startedAtMs);
-      // Past the deadline the poller may not have delivered the last acknowledgements yet: one more look.
-      if (atMs !== null || clockMs() > deadline + 2 * LOAD_POLL_MS || failing()) return atMs;
+      if (atMs !== null || polledThroughMs > deadline || failing()) return atMs;
       await sleep(LOAD_POLL_MS);
     }
   };
@@ -428,6 +438,10 @@ async function main(): Promise<number> {
     const startedAtMs = clockMs();
     await inject(running, episode, targets);
     await sleep(episode.durationMs);
+    const droppedPackets =
+      episode.fault === 'loss'
+        ? targets.reduce((sum, id) => sum + (network!.droppedPackets(id) ?? 0), 0)
+        : undefined;
     await heal(running, episode, targets);
     const healedAtMs = clockMs();
     const record: EpisodeRecord = {
@@ -445,6 +459,7 @@ async function main(): Promise<number> {
       txPerSecAfter: null,
       recoveryBoundMs: primaryFault ? primaryRecoveryMaxMs : healRecoveryMaxMs,
       recoveryMeasuredFrom: primaryFault ? 'start' : 'heal',
+      ...(droppedPackets === undefined ? {} : { droppedPackets }),
       problems: [],
     };
     episodes.push(record);
@@ -463,8 +478,9 @@ async function main(): Promise<number> {
           `${label}: no transfer sent after the fault's start committed within ${horizonMs} ms`,
         );
       } else {
-        // The window after recovery, complete (the poller delivers acknowledgements LOAD_POLL_MS late).
-        await sleepUntil(recoveredAtMs + THROUGHPUT_WINDOW_MS + 2 * LOAD_POLL_MS);
+        // The window after recovery, complete.
+        await sleepUntil(recoveredAtMs + THROUGHPUT_WINDOW_MS);
+        await pollPast(recoveredAtMs + THROUGHPUT_WINDOW_MS);
         const measure = measureRecovery({
           timeline,
           startedAtMs,
@@ -675,13 +691,14 @@ async function main(): Promise<number> {
     const rate = (value: number | null): string => (value === null ? 'not measured' : `${value} tx/s`);
     const throughput =
       episode.txPerSecBefore === null && episode.txPerSecAfter === null
-        ? `throughput not measured (other faults within ${windowS} s)`
+        ? `throughput not measured (another fault, or the start or end of the load, within ${windowS} s)`
         : `${rate(episode.txPerSecBefore)} in the ${windowS} s before, ${rate(episode.txPerSecAfter)} in the ${windowS} s after`;
     say(
       `  #${episode.index} ${episode.fault.padEnd(13)} replica${episode.replicas.length > 1 ? 's' : ''} ${episode.replicas.join(', ')} (view ${episode.view}) for ${episode.durationMs} ms: ` +
         `first commit ${episode.recoveryFromStartMs ?? '-'} ms after the start` +
         (isPrimaryFault(episode.fault) ? ` (bound ${episode.recoveryBoundMs} ms)` : '') +
-        `; ${throughput}`,
+        `; ${throughput}` +
+        (episode.droppedPackets === undefined ? '' : `; ${episode.droppedPackets} packets dropped`),
     );
   }
   for (const problem of problems) say(`PROBLEM: ${problem}`);

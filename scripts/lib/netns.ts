@@ -24,8 +24,11 @@ const NETEM_DELAY = ['delay', '80ms', '40ms'];
 const LOSS_PERCENT = 15;
 /** The nftables table that holds a replica's loss rules; deleting it heals the link. */
 const LOSS_TABLE = 'pbftloss';
-/** nftables: a packet is dropped when a random number below 100 is below LOSS_PERCENT. */
-const LOSS_RULE = ['numgen', 'random', 'mod', '100', '<', `${LOSS_PERCENT}`, 'drop'];
+/**
+ * nftables: a packet is dropped when a random number below 100 is below LOSS_PERCENT; the counter
+ * shows that the fault really dropped packets.
+ */
+const LOSS_RULE = ['numgen', 'random', 'mod', '100', '<', `${LOSS_PERCENT}`, 'counter', 'drop'];
 
 export type LinkFault = 'partition' | 'throttle' | 'delay' | 'loss';
 
@@ -244,6 +247,20 @@ export class ReplicaNetwork {
     quiet(() =>
       ip('netns', 'exec', this.namespace(id), 'tc', 'qdisc', 'del', 'dev', this.namespaceEnd(id), 'root'),
     );
+  }
+
+  /** Packets the loss rules on replica `id`'s namespace have dropped so far; null without a loss fault. */
+  droppedPackets(id: number): number | null {
+    if (this.faults.get(id) !== 'loss') return null;
+    const listing = execFileSync(
+      'ip',
+      ['netns', 'exec', this.namespace(id), 'nft', 'list', 'table', 'inet', LOSS_TABLE],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    return [...listing.matchAll(/counter packets (\d+)/g)].reduce((sum, match) => sum + Number(match[1]), 0);
   }
 
   healAll(): void {

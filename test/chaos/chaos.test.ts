@@ -49,6 +49,7 @@ interface EpisodeSummary {
   recoveryFromStartMs: number | null;
   txPerSecBefore: number | null;
   txPerSecAfter: number | null;
+  droppedPackets?: number;
 }
 
 interface ChaosSummary {
@@ -63,6 +64,7 @@ interface ChaosSummary {
   lost: number;
   duplicated: number;
   recoveryAfterLastFaultMs: number | null;
+  finalView: number;
   episodes: EpisodeSummary[];
   problems: string[];
 }
@@ -104,6 +106,8 @@ function expectPrimaryRecovery(summary: ChaosSummary, fault: FaultClass): void {
   const context = `seed ${summary.seed}: ${describeEpisodes(summary)}`;
   const episodes = summary.episodes.filter((episode) => episode.fault === fault);
   expect(episodes.length, context).toBeGreaterThanOrEqual(1);
+  // Each one outlasts the view-change timeout, so each forces at least one view change.
+  expect(summary.finalView, context).toBeGreaterThanOrEqual(episodes.length);
   for (const episode of episodes) {
     expect.soft(episode.recoveryFromStartMs, context).not.toBeNull();
     expect
@@ -139,6 +143,11 @@ describe('chaos on a real 4-replica cluster, one fault class at a time', () => {
       expect(summary.recoveryAfterLastFaultMs, `seed ${seed}`).not.toBeNull();
       expectExact(summary);
       if (isPrimaryFault(fault)) expectPrimaryRecovery(summary, fault);
+      if (fault === 'loss') {
+        // The nftables rules really dropped packets while the fault lasted.
+        for (const episode of summary.episodes)
+          expect(episode.droppedPackets, `seed ${seed}`).toBeGreaterThan(0);
+      }
       expect(summary.problems.join('\n'), `seed ${seed}`).toBe('');
       expect(summary.verdict).toBe('passed');
     },
