@@ -30,7 +30,13 @@ import {
   startLoadProcess,
 } from './lib/load-generator.ts';
 import { parseIntegerAtLeast } from './lib/options.ts';
-import { formatStatuses, ProcessCluster, sleep, waitFor } from './lib/process-cluster.ts';
+import {
+  formatStatuses,
+  otherReplicaProcesses,
+  ProcessCluster,
+  sleep,
+  waitFor,
+} from './lib/process-cluster.ts';
 
 /** Accounts that only receive: transfers never touch a sender's own balance twice over. */
 const SINK_ACCOUNTS = 4;
@@ -121,6 +127,8 @@ interface BenchResult {
   benchCpuPercent: number;
   /** CPU used by every other process on the machine meanwhile: a disturbed run shows here. */
   otherCpuPercent: number;
+  /** `pbft node` processes not started by this run, found when it began. */
+  otherReplicaProcesses: number;
   rssMbMax: number;
   verifyPerSecNative: number;
   verifyPerSecNoble: number;
@@ -330,6 +338,15 @@ function judgeSoak(samples: Sample[]): { rssFlat: boolean; rssGrowthMb: number[]
 async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult> {
   const durationS = options.duration ?? (options.soak ? SOAK_DURATION_S : DURATION_DEFAULT_S);
   const cores = availableParallelism();
+  // Replicas left by another run (a testnet, a chaos run, an interrupted test) share the CPU.
+  const strangers = otherReplicaProcesses();
+  if (strangers.length > 0) {
+    const pids = strangers.map((found) => found.pid).join(', ');
+    log(
+      `warning: ${strangers.length} other pbft replica processes are running (pids ${pids}); ` +
+        'they compete for the CPU, so the numbers will be low',
+    );
+  }
   log('measuring ed25519 verification rates (1 s per backend)');
   const verifyPerSecNative = measureVerifyRate('native');
   const verifyPerSecNoble = measureVerifyRate('noble');
@@ -474,6 +491,7 @@ async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult
     loadCpuPercent,
     benchCpuPercent,
     otherCpuPercent,
+    otherReplicaProcesses: strangers.length,
     rssMbMax,
     verifyPerSecNative,
     verifyPerSecNoble,
@@ -511,6 +529,14 @@ function formatHuman(result: BenchResult): string {
     ['CPU per replica', `${result.cpuPercentPerReplica.map((cpu) => `${cpu}%`).join(' ')} of a core`],
     ['CPU of the clients', `${result.loadCpuPercent}% (benchmark process ${result.benchCpuPercent}%)`],
     ['CPU of other processes', `${result.otherCpuPercent}% (not ours: a busy machine lowers every number)`],
+    ...(result.otherReplicaProcesses === 0
+      ? []
+      : [
+          [
+            'other replicas',
+            `${result.otherReplicaProcesses} pbft replica processes of another run were running`,
+          ] as [string, string],
+        ]),
     ['peak RSS', `${result.rssMbMax} MiB (largest replica)`],
     [
       'ed25519 verify',

@@ -6,11 +6,12 @@
  * Optionally each replica runs in its own network namespace (see netns.ts): then it listens on its
  * namespace's address instead of 127.0.0.1, and the harness can cut or throttle its link.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, readFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { exitWithParent, spawnInOwnGroup } from '../../src/cli/process-groups.ts';
 import { initTestnet } from '../../src/cli/testnet.ts';
 import { PbftClient, type ReplicaStatusReport } from '../../src/client/client.ts';
 import { type KeyPair, readKeyFile } from '../../src/crypto/index.ts';
@@ -79,7 +80,9 @@ export class ReplicaProcess {
     const log = createWriteStream(this.logPath, { flags: 'a' });
     const [command, ...prefix] =
       this.launcher.length > 0 ? [...this.launcher, process.execPath] : [process.execPath];
-    const child = spawn(command!, [...prefix, BIN, 'node', '--home', this.home, ...extraArgs], {
+    // Its own process group, told to exit with this process and killed when this process exits or
+    // is interrupted: an interrupted run leaves no replica behind (src/cli/process-groups.ts).
+    const child = spawnInOwnGroup(command!, [...prefix, BIN, 'node', '--home', this.home, ...extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout?.pipe(log);
@@ -162,6 +165,8 @@ export interface Account {
   counterFile: string;
 }
 
+let watchingParent = false;
+
 export class ProcessCluster {
   readonly dir: string;
   readonly config: ClusterConfig;
@@ -176,6 +181,9 @@ export class ProcessCluster {
   }
 
   static async create(options: ProcessClusterOptions): Promise<ProcessCluster> {
+    // Started by a test run (PBFT_EXIT_WITH_PARENT): this runner stops, cluster and all, once that
+    // run is gone, through its own SIGTERM handling.
+    if (!watchingParent) watchingParent = exitWithParent();
     const init = await initTestnet({
       dir: options.dir,
       replicas: options.replicas,
@@ -275,4 +283,44 @@ export function formatStatuses(reports: ReplicaStatusReport[]): string {
         : `${r.id}:down`,
     )
     .join(' ');
+}
+
+export interface ReplicaProcessInfo {
+  pid: number;
+  ppid: number;
+  commandLine: string;
+}
+
+/**
+ * `pbft node` processes running on this machine that are not children of this process: a
+ * benchmark run beside them measures a machine they share. Read from /proc (Linux); none elsewhere.
+ */
+export function otherReplicaProcesses(): ReplicaProcessInfo[] {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return [];
+  }
+  const found: ReplicaProcessInfo[] = [];
+  for (const entry of entries) {
+    const pid = Number(entry);
+    if (pid === process.pid) continue;
+    try {
+      const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (!isReplicaCommandLine(args)) continue;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === process.pid) continue;
+      found.push({ pid, ppid, commandLine: args.filter((arg) => arg !== '').join(' ') });
+    } catch {
+      // exited while we looked, or not ours to read
+    }
+  }
+  return found;
+}
+
+/** `… pbft[.js] node …`: the pbft launcher running the `node` (one replica) command. */
+export function isReplicaCommandLine(args: readonly string[]): boolean {
+  return args.some((arg, index) => /(^|\/)pbft(\.js)?$/.test(arg) && args[index + 1] === 'node');
 }

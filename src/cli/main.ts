@@ -24,6 +24,7 @@ import {
   EXIT_UNREACHABLE,
   EXIT_USAGE,
 } from './exit-codes.ts';
+import { exitWithParent } from './process-groups.ts';
 import { formatStatusLine, initTestnet, startTestnet } from './testnet.ts';
 
 const DEFAULT_CLUSTER_FILE = join('testnet', 'cluster.json');
@@ -145,6 +146,8 @@ testnet
     new Map<number, ByzantineBehaviour>(),
   )
   .action(async (options: { dir: string; init: boolean; byzantine: Map<number, ByzantineBehaviour> }) => {
+    // Started by a test or a script: stop (and stop the replicas) once it is gone.
+    exitWithParent();
     const clusterFile = join(options.dir, 'cluster.json');
     if (!existsSync(clusterFile)) {
       if (!options.init)
@@ -208,6 +211,9 @@ program
       logLevel?: string;
       byzantine?: ByzantineBehaviour;
     }) => {
+      // A replica of a test cluster stops once the process that started it is gone, even if that
+      // process was killed with SIGKILL and could not stop it.
+      exitWithParent();
       const { startReplica } = await import('../node/replica-node.ts');
       const node = await startReplica({
         home: options.home,

@@ -2,7 +2,7 @@
  * `pbft testnet init` and `pbft testnet start`: a local multi-replica cluster on loopback, each
  * replica a child process with its own home folder (key, LevelDB data, log).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -18,6 +18,7 @@ import {
 } from '../node/cluster-config.ts';
 import { peerIdFromSeed } from '../transport/index.ts';
 import { CliError, EXIT_CONFIG, EXIT_USAGE } from './exit-codes.ts';
+import { spawnInOwnGroup } from './process-groups.ts';
 
 export const ACCOUNT_NAMES = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi'];
 /** Every development account starts with this balance. */
@@ -136,7 +137,8 @@ export async function startTestnet(cluster: ClusterConfig, options: StartOptions
       cluster.path,
       ...(options.extraArgs?.get(replica.id) ?? []),
     ];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group, told to exit with this process and killed if this process dies.
+    const child = spawnInOwnGroup(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     child.on('exit', (code, signal) => {

@@ -6,10 +6,11 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { basePortFor } from '../e2e/helpers.ts';
 
 const BENCH = fileURLToPath(new URL('../../scripts/bench.ts', import.meta.url));
-/** Clear of the e2e tests' ports (19000-23000) and of the default benchmark ports. */
-const BASE_PORT = 25_500;
+/** This file's own ports (test/e2e/helpers.ts lists every test file's). */
+const BASE_PORT = basePortFor('test/bench/bench.test.ts');
 const RUN_TIMEOUT_MS = 90_000;
 
 describe('npm run bench', () => {
@@ -40,6 +41,7 @@ describe('npm run bench', () => {
         'cpuMsPerTransfer',
         'replicaCpuMsPerTransfer',
         'verifyMsPerTransfer',
+        'otherReplicaProcesses',
       ]) {
         expect(typeof result[key], key).toBe('number');
         expect(Number.isFinite(result[key]), key).toBe(true);

@@ -24,8 +24,9 @@ import {
 } from '../../src/protocol/client-protocol.ts';
 import { type RequestBody, signBody } from '../../src/protocol/messages.ts';
 import { createClientTransport } from '../../src/transport/index.ts';
+import { basePortFor } from './helpers.ts';
 
-const BASE_PORT = 19_000 + (process.pid % 50) * 8;
+const BASE_PORT = basePortFor('test/e2e/library.test.ts');
 const METRIC_NAMES = [
   'pbft_view',
   'pbft_primary',

@@ -20,8 +20,9 @@ import {
 } from '../../src/protocol/client-protocol.ts';
 import { type RequestBody, signBody } from '../../src/protocol/messages.ts';
 import { createClientTransport } from '../../src/transport/index.ts';
+import { basePortFor } from './helpers.ts';
 
-const BASE_PORT = 24_000 + (process.pid % 50) * 10;
+const BASE_PORT = basePortFor('test/e2e/verify-workers.test.ts');
 const TRANSFERS_PER_ACCOUNT = 20;
 let dir = '';
 afterAll(async () => {
