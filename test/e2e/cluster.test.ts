@@ -1,11 +1,12 @@
 /**
  * Real processes on loopback: a 4-replica cluster created and run through the `pbft` CLI, driven by
  * the client library. Transfers continue while a backup and then the primary are killed with
- * SIGKILL; afterwards every live replica has executed the same sequence and holds the same
- * balances, and supply is unchanged. A replica that missed more than two checkpoint intervals
- * catches up by state transfer.
+ * SIGKILL; afterwards every replica has executed the same sequence and holds, account by account,
+ * exactly the balances the acknowledged transfers imply (a transfer lost or executed twice shows).
+ * A replica that missed more than two checkpoint intervals catches up by state transfer and then
+ * holds the same balances.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,46 +15,27 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PbftClient, type ReplicaStatusReport } from '../../src/client/client.ts';
 import { readKeyFile } from '../../src/crypto/index.ts';
 import { readClusterConfig } from '../../src/node/cluster-config.ts';
+import { basePortFor, PBFT_BIN, startReplicaProcess, type TestReplicaProcess } from './helpers.ts';
 
 const run = promisify(execFile);
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'pbft.js');
-/** Ports well away from the default testnet (9000) so a running testnet does not collide. */
-const BASE_PORT = 19_400 + (process.pid % 50) * 20;
+const BASE_PORT = basePortFor('test/e2e/cluster.test.ts');
 const ACCOUNTS = 4;
 const TRANSFERS_PER_ACCOUNT = 50;
 const CHECKPOINT_INTERVAL = 8;
 
 let dir = '';
-const replicas = new Map<number, ChildProcess>();
+const replicas = new Map<number, TestReplicaProcess>();
 
 function startReplica(id: number): void {
-  const child = spawn(
-    process.execPath,
-    [BIN, 'node', '--home', join(dir, `replica-${id}`), '--log-level', 'info'],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let log = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
-    log += chunk.toString();
-  });
-  child.stderr?.on('data', (chunk: Buffer) => {
-    log += chunk.toString();
-  });
-  (child as ChildProcess & { output: () => string }).output = () => log;
-  replicas.set(id, child);
+  replicas.set(id, startReplicaProcess(dir, id, ['--log-level', 'info']));
 }
 
 function logOf(id: number): string {
-  return (replicas.get(id) as (ChildProcess & { output: () => string }) | undefined)?.output() ?? '';
+  return replicas.get(id)?.log() ?? '';
 }
 
 async function kill9(id: number): Promise<void> {
-  const child = replicas.get(id)!;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGKILL');
-  await exited;
+  await replicas.get(id)!.kill9();
   replicas.delete(id);
 }
 
@@ -74,6 +56,25 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
   }
 }
 
+/** Each replica's own answer (not a vote) for the balance of every address: replica → address → balance. */
+async function balancesByReplica(
+  observer: PbftClient,
+  addresses: readonly string[],
+): Promise<Map<number, Map<string, number>>> {
+  const byReplica = new Map<number, Map<string, number>>();
+  for (const address of addresses) {
+    for (const [replica, answer] of await observer.balanceByReplica(address, 10_000)) {
+      if (!byReplica.has(replica)) byReplica.set(replica, new Map());
+      byReplica.get(replica)!.set(address, answer.balance);
+    }
+  }
+  return byReplica;
+}
+
+function expectedByReplica(expected: Map<string, number>): Map<number, Map<string, number>> {
+  return new Map([0, 1, 2, 3].map((replica) => [replica, new Map(expected)]));
+}
+
 let lastStatuses: ReplicaStatusReport[] = [];
 async function statuses(client: PbftClient): Promise<ReplicaStatusReport[]> {
   lastStatuses = await client.status(2_000);
@@ -83,7 +84,7 @@ async function statuses(client: PbftClient): Promise<ReplicaStatusReport[]> {
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'pbft-e2e-'));
   const { stdout } = await run(process.execPath, [
-    BIN,
+    PBFT_BIN,
     'testnet',
     'init',
     '--dir',
@@ -111,7 +112,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const child of replicas.values()) child.kill('SIGKILL');
+  await Promise.all([...replicas.values()].map((replica) => replica.kill9()));
   if (dir !== '') await rm(dir, { recursive: true, force: true });
 });
 
@@ -140,17 +141,26 @@ describe('a 4-replica cluster of real processes', () => {
           return { name, key, client };
         }),
       );
-      const supply = (await Promise.all(accounts.map((a) => observer.balance(a.key.publicKeyHex)))).reduce(
-        (sum, b) => sum + b.balance,
-        0,
-      );
+      // What every replica must hold: the genesis balances moved by exactly the acknowledged
+      // transfers. Each account sends its own amounts (1, 2, 4, 8, plus 0-6), so that every balance
+      // ends somewhere different.
+      const expected = new Map<string, number>();
+      for (const account of accounts) {
+        expected.set(account.key.publicKeyHex, (await observer.balance(account.key.publicKeyHex)).balance);
+      }
+      const acknowledged = (from: string, to: string, amount: number): void => {
+        expected.set(from, expected.get(from)! - amount);
+        expected.set(to, expected.get(to)! + amount);
+      };
 
       let completed = 0;
       const load = Promise.all(
         accounts.map(async (account, index) => {
           const to = accounts[(index + 1) % accounts.length]!.key.publicKeyHex;
           for (let i = 0; i < TRANSFERS_PER_ACCOUNT; i++) {
-            await account.client.transfer(to, 1 + (i % 7));
+            const amount = 2 ** index + (i % 7);
+            await account.client.transfer(to, amount);
+            acknowledged(account.key.publicKeyHex, to, amount);
             completed++;
           }
         }),
@@ -172,7 +182,8 @@ describe('a 4-replica cluster of real processes', () => {
       );
       startReplica(primary);
 
-      // Every live replica converges on the same last executed sequence number and balances.
+      // Every replica converges on the same last executed sequence number, and each holds exactly
+      // the expected balance of every account.
       const converged = await waitFor(
         'replicas to converge',
         async () => {
@@ -183,17 +194,19 @@ describe('a 4-replica cluster of real processes', () => {
         60_000,
       );
       expect(converged[0]!.lastExecuted).toBeGreaterThan(0);
-      const balances = await Promise.all(accounts.map((a) => observer.balance(a.key.publicKeyHex)));
-      expect(balances.every((answer) => answer.via === 'query')).toBe(true);
-      expect(balances.reduce((sum, b) => sum + b.balance, 0)).toBe(supply);
+      expect(new Set(expected.values()).size, 'every account ends with a balance of its own').toBe(ACCOUNTS);
+      expect(await balancesByReplica(observer, [...expected.keys()])).toEqual(expectedByReplica(expected));
 
       // A replica down for more than two checkpoint intervals catches up by state transfer.
       await kill9(3);
+      const [first, second] = [accounts[0]!.key.publicKeyHex, accounts[1]!.key.publicKeyHex];
       for (let i = 0; i < 3 * CHECKPOINT_INTERVAL + 2; i++) {
-        await accounts[0]!.client.transfer(accounts[1]!.key.publicKeyHex, 1);
+        await accounts[0]!.client.transfer(second, 1);
+        acknowledged(first, second, 1);
       }
       startReplica(3);
-      await accounts[1]!.client.transfer(accounts[0]!.key.publicKeyHex, 1);
+      await accounts[1]!.client.transfer(first, 3);
+      acknowledged(second, first, 3);
       await waitFor(
         'replica 3 to catch up',
         async () => {
@@ -209,6 +222,8 @@ describe('a 4-replica cluster of real processes', () => {
         async () => (logOf(3).includes('"msg":"state-transferred"') ? true : undefined),
         10_000,
       );
+      // And the state it fetched is the right one: every replica, replica 3 included.
+      expect(await balancesByReplica(observer, [...expected.keys()])).toEqual(expectedByReplica(expected));
       for (const account of accounts) await account.client.close();
     } finally {
       await observer.close();
