@@ -1,22 +1,30 @@
 /**
  * Lying replicas on real processes: `pbft node --byzantine` runs a simulator strategy inside a real
- * replica. An equivocating primary is voted out and the cluster keeps committing; outside a
- * testnet the flag is refused.
+ * replica. An equivocating primary is voted out while it keeps running (a dead primary would be
+ * voted out too), and the cluster keeps committing; outside a testnet the flag is refused.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { readKeyFile } from '../../src/index.ts';
-import { connectWhenUp } from './helpers.ts';
+import {
+  basePortFor,
+  connectWhenUp,
+  logEntries,
+  PBFT_BIN,
+  startReplicaProcess,
+  type TestReplicaProcess,
+} from './helpers.ts';
 
 const run = promisify(execFile);
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'pbft.js');
-const BASE_PORT = 21_000 + (process.pid % 50) * 10;
+const BASE_PORT = basePortFor('test/e2e/byzantine.test.ts');
+/** What a liar's log says when it starts (src/node/replica-node.ts). */
+const LIAR_STARTED = 'this replica LIES: it runs a Byzantine strategy';
 let dir = '';
-const children: ChildProcess[] = [];
+const replicas: TestReplicaProcess[] = [];
 
 interface ClusterJson {
   testnet: boolean;
@@ -33,7 +41,7 @@ async function setCluster(change: (cluster: ClusterJson) => void): Promise<void>
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'pbft-byzantine-'));
   await run(process.execPath, [
-    BIN,
+    PBFT_BIN,
     'testnet',
     'init',
     '--dir',
@@ -50,18 +58,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const child of children) child.kill('SIGKILL');
+  await Promise.all(replicas.map((replica) => replica.kill9()));
   if (dir !== '') await rm(dir, { recursive: true, force: true });
 });
 
-it('an equivocating primary is replaced and transfers keep committing', async () => {
+it('an equivocating primary is replaced while it keeps running, and transfers keep committing', async () => {
   for (let id = 0; id < 4; id++) {
-    const liar = id === 0 ? ['--byzantine', 'equivocate'] : [];
-    children.push(
-      spawn(process.execPath, [BIN, 'node', '--home', join(dir, `replica-${id}`), ...liar], {
-        stdio: 'ignore',
-      }),
-    );
+    replicas.push(startReplicaProcess(dir, id, id === 0 ? ['--byzantine', 'equivocate'] : []));
   }
   const bob = readKeyFile(join(dir, 'accounts', 'bob.json'));
   const client = await connectWhenUp(dir, 'alice');
@@ -74,6 +77,14 @@ it('an equivocating primary is replaced and transfers keep committing', async ()
     expect(receipts.at(-1)!.view).toBeGreaterThanOrEqual(1);
     const balance = await client!.balance(bob.publicKeyHex);
     expect(balance.balance).toBe(1_000_000 + 50);
+    // Every honest replica moved on, and the liar did not die: it started as a liar, it is still
+    // running, and it answers (it follows the new view, as its honest core does).
+    const statuses = await client!.status(5_000);
+    for (const id of [1, 2, 3]) expect(statuses[id], `replica ${id}`).toMatchObject({ reachable: true });
+    expect(Math.min(...[1, 2, 3].map((id) => statuses[id]!.view!))).toBeGreaterThanOrEqual(1);
+    expect(logEntries(replicas[0]!.log(), LIAR_STARTED)).toMatchObject([{ behaviour: 'equivocate' }]);
+    expect(replicas[0]!.alive(), 'the liar still running').toBe(true);
+    expect(statuses[0], 'the liar answers status').toMatchObject({ reachable: true });
   } finally {
     await client?.close();
   }
@@ -84,7 +95,7 @@ it('refuses --byzantine outside a testnet, naming the file and field', async () 
     cluster.testnet = false;
   });
   const failure = await run(process.execPath, [
-    BIN,
+    PBFT_BIN,
     'node',
     '--home',
     join(dir, 'replica-1'),
