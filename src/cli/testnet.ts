@@ -23,6 +23,11 @@ import { spawnInOwnGroup } from './process-groups.ts';
 export const ACCOUNT_NAMES = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi'];
 /** Every development account starts with this balance. */
 export const ACCOUNT_BALANCE = 1_000_000;
+/**
+ * Development accounts a testnet may have: enough for heavy-load runs (hundreds of clients, each
+ * with a sender and a sink account), well inside the ledger's account cap.
+ */
+export const TESTNET_ACCOUNTS_MAX = 5_000;
 /** Replicas that do not exit this long after SIGTERM are killed. */
 const STOP_GRACE_MS = 10_000;
 const STATUS_INTERVAL_MS = 1_000;
@@ -57,8 +62,12 @@ export async function initTestnet(options: InitOptions): Promise<InitResult> {
   if (!Number.isInteger(basePort) || basePort < 1024 || basePort + 2 * n > 65_535) {
     throw new CliError(EXIT_USAGE, `--base-port must leave room for ${2 * n} ports between 1024 and 65535`);
   }
-  if (!Number.isInteger(options.accounts) || options.accounts < 1 || options.accounts > 1_000) {
-    throw new CliError(EXIT_USAGE, '--accounts must be between 1 and 1000');
+  if (
+    !Number.isInteger(options.accounts) ||
+    options.accounts < 1 ||
+    options.accounts > TESTNET_ACCOUNTS_MAX
+  ) {
+    throw new CliError(EXIT_USAGE, `--accounts must be between 1 and ${TESTNET_ACCOUNTS_MAX}`);
   }
   const dir = resolve(options.dir);
   const clusterFile = join(dir, 'cluster.json');
