@@ -35,16 +35,21 @@ const LIAR_STARTED = 'this replica LIES: it runs a Byzantine strategy';
 const EVIDENCE_TIMEOUT_MS = 20_000;
 /**
  * Honest replicas reject a few messages as outside the watermarks on their own (late votes for
- * sequence numbers a checkpoint has just passed): about 2-4 in these runs. Replayed and flooded
- * messages make it dozens to hundreds, so this many can only come from the liar.
+ * sequence numbers a checkpoint has just passed): about 2-4 each in these runs, so about 12 for
+ * the three. Replayed and flooded messages make it dozens to hundreds per replica, so this many
+ * can only come from the liar.
  */
-const OUTSIDE_WATERMARKS_FROM_A_LIAR_MIN = 20;
+const OUTSIDE_WATERMARKS_FROM_A_LIAR_MIN = 60;
 
-/** Evidence that honest replicas saw the lie: every one of them must show all of it. */
+/** Evidence that the honest replicas saw the lie. */
 interface Evidence {
-  /** They left view 0: its primary, the liar, was voted out. */
+  /** Every honest replica left view 0: its primary, the liar, was voted out. */
   viewChange?: true;
-  /** pbft_invalid_messages_total: at least `atLeast` messages under reasons matching `reason`. */
+  /**
+   * pbft_invalid_messages_total of the honest replicas together: at least `atLeast` messages under
+   * reasons matching `reason`. Together, because one of them may join the view change before the
+   * liar's first bad message reaches it.
+   */
   invalid?: Array<{ reason: RegExp; atLeast: number }>;
 }
 
@@ -106,16 +111,18 @@ interface ClusterJson {
   replicas: Array<{ id: number; metricsPort: number }>;
 }
 
-/** What one honest replica shows of the lie, as far as `evidence` asks. */
-async function shownBy(metricsPort: number, evidence: Evidence): Promise<Evidence> {
-  const metrics = await scrapeMetrics(metricsPort);
+/** What the honest replicas, whose metrics are on `metricsPorts`, show of the lie, as far as `evidence` asks. */
+async function shownBy(metricsPorts: readonly number[], evidence: Evidence): Promise<Evidence> {
+  const metrics = await Promise.all(metricsPorts.map((port) => scrapeMetrics(port)));
   const shown: Evidence = {};
   if (evidence.viewChange) {
-    const view = Number(/^pbft_view (\d+)$/m.exec(metrics)?.[1] ?? 0);
-    if (view >= 1) shown.viewChange = true;
+    const views = metrics.map((text) => Number(/^pbft_view (\d+)$/m.exec(text)?.[1] ?? 0));
+    if (views.every((view) => view >= 1)) shown.viewChange = true;
   }
   if (evidence.invalid !== undefined) {
-    const byReason = [...counterByLabel(metrics, 'pbft_invalid_messages_total', 'reason')];
+    const byReason = metrics.flatMap((text) => [
+      ...counterByLabel(text, 'pbft_invalid_messages_total', 'reason'),
+    ]);
     shown.invalid = evidence.invalid.filter(
       ({ reason, atLeast }) =>
         byReason.filter(([name]) => reason.test(name)).reduce((sum, [, count]) => sum + count, 0) >= atLeast,
@@ -154,7 +161,8 @@ async function runScenario({ behaviour, liar, evidence }: Scenario, index: numbe
   ]);
   const clusterFile = join(dir, 'cluster.json');
   const cluster = JSON.parse(await readFile(clusterFile, 'utf8')) as ClusterJson;
-  cluster.protocol['viewChangeTimeoutTicks'] = 50;
+  // The view-change timeout stays at its default (2 s): with a shorter one, on a busy machine,
+  // backups also replace an honest primary, and a view change would prove nothing about a liar.
   cluster.protocol['checkpointInterval'] = 2;
   cluster.protocol['watermarkWindow'] = 8;
   cluster.protocol['pipelineDepthMax'] = 4;
@@ -174,16 +182,16 @@ async function runScenario({ behaviour, liar, evidence }: Scenario, index: numbe
   expect(balance.balance).toBe(1_000_000 + 5 * TRANSFERS);
 
   // The honest replicas show the lie (counters only grow: wait for them to get there).
-  const honest = cluster.replicas.filter((replica) => replica.id !== liar);
-  for (const replica of honest) {
-    await expect
-      .poll(() => shownBy(replica.metricsPort, evidence), {
-        timeout: EVIDENCE_TIMEOUT_MS,
-        interval: 250,
-        message: `what honest replica ${replica.id} shows of the lie`,
-      })
-      .toEqual(evidence);
-  }
+  const honestMetricsPorts = cluster.replicas
+    .filter((replica) => replica.id !== liar)
+    .map((replica) => replica.metricsPort);
+  await expect
+    .poll(() => shownBy(honestMetricsPorts, evidence), {
+      timeout: EVIDENCE_TIMEOUT_MS,
+      interval: 250,
+      message: 'what the honest replicas show of the lie',
+    })
+    .toEqual(evidence);
   // The liar was there all along: it started as a liar, it is still running, and it answers.
   const liarProcess = replicas[liar]!;
   expect(logEntries(liarProcess.log(), LIAR_STARTED)).toMatchObject([{ behaviour }]);

@@ -51,10 +51,8 @@ beforeAll(async () => {
     '--accounts',
     '2',
   ]);
-  // Short view-change timeouts so that the lying primary is replaced quickly.
-  await setCluster((cluster) => {
-    cluster.protocol['viewChangeTimeoutTicks'] = 50;
-  });
+  // The view-change timeout stays at its default (2 s): with a shorter one, on a busy machine,
+  // backups also replace an honest primary, and a view change would prove nothing about a liar.
 });
 
 afterAll(async () => {
