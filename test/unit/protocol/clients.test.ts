@@ -22,7 +22,9 @@ describe('clients', () => {
     cluster.submit(cluster.request(1), 1);
     const turnedAway = cluster.request(2);
     const [full] = cluster.submit(turnedAway, 1);
-    expect(full!.events).toEqual([{ type: 'request-busy', client: turnedAway.body.client, t: turnedAway.body.t }]);
+    expect(full!.events).toEqual([
+      { type: 'request-busy', client: turnedAway.body.client, t: turnedAway.body.t },
+    ]);
     expect(full!.send).toEqual([]);
     expect(cluster.replica(1).pendingRequestCount).toBe(2);
     // A newer request from a client already pending replaces its old one.
