@@ -98,6 +98,7 @@ let committed = 0;
 let viewChanges = 0;
 let crashes = 0;
 let stateTransfers = 0;
+const lagging: number[] = [];
 let safetyFailure = false;
 for (let seed = firstSeed; seed < firstSeed + seeds; seed++) {
   const result = runSimulation({
@@ -112,6 +113,10 @@ for (let seed = firstSeed; seed < firstSeed + seeds; seed++) {
   viewChanges += result.viewChanges;
   crashes += result.crashes;
   stateTransfers += result.stateTransfers;
+  if (result.laggards !== null) {
+    lagging.push(seed);
+    if (!values.json) console.log(`seed ${seed}: correct replicas did not converge: ${result.laggards}`);
+  }
   if (result.violations.length > 0) {
     failures.push(result);
     if (result.violations.some((violation) => violation.kind !== 'liveness')) safetyFailure = true;
@@ -135,6 +140,8 @@ const summary = {
   viewChanges,
   crashes,
   stateTransfers,
+  /** Seeds that ended with every client done but correct replicas at different points (reported, not failed). */
+  laggingSeeds: lagging,
   elapsedMs,
 };
 if (values.json) {
@@ -142,7 +149,7 @@ if (values.json) {
 } else {
   console.log(
     `${seeds} seeds, ${summary.violations} violations, ${committed} requests committed, ${viewChanges} view changes, ` +
-      `${crashes} crashes, ${stateTransfers} state transfers, ${(elapsedMs / 1000).toFixed(1)} s`,
+      `${crashes} crashes, ${stateTransfers} state transfers, ${lagging.length} seeds with a correct replica left behind, ${(elapsedMs / 1000).toFixed(1)} s`,
   );
 }
 process.exit(failures.length === 0 ? 0 : safetyFailure ? EXIT_SAFETY : EXIT_LIVENESS);

@@ -247,6 +247,12 @@ export class Replica {
    * primary then pads to the next checkpoint.
    */
   private laggardSeen = false;
+  /**
+   * Whether a peer's CHECKPOINT showed, since the last retransmission, that it executed further than
+   * this replica: then this replica asks for what it missed (FETCH-STATE) at the next
+   * retransmission, even in an idle cluster where nobody resends executed slots on their own.
+   */
+  private behindSeen = false;
   /** The last tick at which this replica proposed or executed a batch. */
   private busyAtTick = 0;
   private timerTicksLeft: number | null = null;
@@ -970,6 +976,7 @@ export class Replica {
 
   private onCheckpoint(checkpoint: Signed<CheckpointBody>): void {
     const body = checkpoint.body;
+    if (body.seq > this.lastExecuted && body.replica !== this.id) this.behindSeen = true;
     if (body.seq <= this.stable.seq) return;
     if (body.seq % this.config.checkpointInterval !== 0)
       return this.rejectBody(body, 'checkpoint-not-on-interval');
@@ -1477,7 +1484,8 @@ export class Replica {
     const latestOwnCheckpoint = Math.max(0, ...this.ownCheckpoints.keys());
     const own = this.ownCheckpoints.get(latestOwnCheckpoint);
     if (own !== undefined) this.broadcast({ type: 'checkpoint', checkpoint: own.message });
-    if (this.pendingStateTransfer !== null) this.requestState();
+    if (this.pendingStateTransfer !== null || this.behindSeen) this.requestState();
+    this.behindSeen = false;
   }
 
   /**

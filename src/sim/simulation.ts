@@ -116,6 +116,11 @@ export interface SimulationResult {
   stateTransfers: number;
   messagesSent: number;
   messagesDropped: number;
+  /**
+   * When the run ended with correct replicas at different sequence numbers or states (every client
+   * done), each replica's view/status/executed/low watermark; null when they all agree.
+   */
+  laggards: string | null;
   /** The largest frame any replica sent, in bytes. */
   largestFrameBytes: number;
   /** Frames dropped for exceeding the transport's limit (as the real transport drops them). */
@@ -326,16 +331,16 @@ class Simulation {
       if (next === undefined || next.atMs > endMs) break;
       this.nowMs = next.atMs;
       this.handle(next.event);
-      if (this.inLivenessPhase && this.allClientsDone()) break;
+      if (this.inLivenessPhase && this.allClientsDone() && this.correctReplicasAgree()) break;
     }
+    // Clients are satisfied by f+1 replies, so a correct replica left behind (stuck in a view, never
+    // caught up) passes the client checks. Reported, not yet a violation: in an idle cluster a
+    // replica a few slots behind, with no newer checkpoint to reveal it, is not brought up to date
+    // (see the closing notes of the storage-faults issue: "a laggard catches up even when idle").
+    const laggards = this.allClientsDone() && !this.correctReplicasAgree() ? this.describeReplicas() : null;
     if (!this.allClientsDone()) {
       const stuck = this.clients.filter((client) => client.remaining > 0 || client.current !== null);
-      const replicas = this.replicas
-        .map(
-          (r) =>
-            `${r.id}${r.strategy ? `(${r.strategy.behaviour})` : ''}:v${r.core?.currentView}/${r.core?.currentStatus}/e${r.core?.lastExecutedSeq}/h${r.core?.lowWatermark}`,
-        )
-        .join(' ');
+      const replicas = this.describeReplicas();
       this.checkers.violate(
         'liveness',
         `${stuck.length} client(s) still waiting ${this.options.livenessPhaseMs} ms after healing; replicas ${replicas}`,
@@ -363,8 +368,28 @@ class Simulation {
       largestFrameBytes: this.largestFrameBytes,
       oversizedFrames: this.oversizedFrames,
       rejections: this.rejections,
+      laggards,
       virtualTimeMs: this.nowMs,
     };
+  }
+
+  private describeReplicas(): string {
+    return this.replicas
+      .map(
+        (r) =>
+          `${r.id}${r.strategy ? `(${r.strategy.behaviour})` : ''}:v${r.core?.currentView}/${r.core?.currentStatus}/e${r.core?.lastExecutedSeq}/h${r.core?.lowWatermark}`,
+      )
+      .join(' ');
+  }
+
+  /** Every correct replica is running, has executed the same sequence numbers, and holds the same ledger. */
+  private correctReplicasAgree(): boolean {
+    const correct = this.replicas.filter((replica) => this.isCorrect(replica));
+    if (correct.some((replica) => replica.core === null)) return false;
+    const executed = new Set(correct.map((replica) => replica.core!.lastExecutedSeq));
+    if (executed.size !== 1) return false;
+    const states = new Set(correct.map((replica) => toHex(sha256(replica.ledger.snapshot()))));
+    return states.size === 1;
   }
 
   private allClientsDone(): boolean {
