@@ -140,7 +140,7 @@ const summary = {
   viewChanges,
   crashes,
   stateTransfers,
-  /** Seeds that ended with every client done but correct replicas at different points (reported, not failed). */
+  /** Seeds that ended with every client done but correct replicas at different points (liveness failures). */
   laggingSeeds: lagging,
   elapsedMs,
 };

@@ -61,6 +61,14 @@ import type { StateMachine } from './state-machine.ts';
 const VIEW_CHANGES_PER_REPLICA_MAX = 4;
 /** Early ordering messages kept per sender, as a multiple of the window (pre-prepare, prepare, commit). */
 const EARLY_MESSAGES_PER_REPLICA_FACTOR = 3;
+/**
+ * A replica idle with executions that no stable checkpoint covers yet announces how far it got
+ * (FETCH-STATE): a replica a few slots behind an idle cluster, which no newer checkpoint will ever
+ * reveal, is then answered with the slots it missed, or learns it is behind, and the primary pads
+ * to a checkpoint. The gap between announcements doubles from one retransmission interval up to
+ * this many, so an idle cluster sends a handful of small messages, and a lost one is not the last.
+ */
+const IDLE_ANNOUNCEMENT_GAP_MAX_INTERVALS = 64;
 /** Checkpoint sequence numbers with votes kept per sender: the window plus room for laggards. */
 const CHECKPOINT_VOTES_PER_REPLICA_EXTRA = 2;
 
@@ -253,6 +261,9 @@ export class Replica {
    * retransmission, even in an idle cluster where nobody resends executed slots on their own.
    */
   private behindSeen = false;
+  /** Retransmission intervals until the next idle announcement, and the gap after it (doubling). */
+  private idleAnnouncementInIntervals = 1;
+  private idleAnnouncementGapIntervals = 1;
   /** The last tick at which this replica proposed or executed a batch. */
   private busyAtTick = 0;
   private timerTicksLeft: number | null = null;
@@ -920,6 +931,8 @@ export class Replica {
       this.assigned.delete(key);
     }
     this.lastExecuted = seq;
+    this.idleAnnouncementInIntervals = 1;
+    this.idleAnnouncementGapIntervals = 1;
     this.out.executed.push({ seq, view, digest, requests });
     if (seq % this.config.checkpointInterval === 0) this.takeCheckpoint(seq);
   }
@@ -1125,6 +1138,8 @@ export class Replica {
     const { replica, lastExecuted, view } = fetchState.body;
     if (replica === this.id) return;
     if (lastExecuted < this.lastExecuted) this.laggardSeen = true;
+    // The asker executed further than this replica: ask it in turn (at the next retransmission).
+    if (lastExecuted > this.lastExecuted) this.behindSeen = true;
     if (view < this.view) this.sendNewViewTo(replica, view);
     const missing = [...this.log.values()]
       .filter((entry) => entry.seq > lastExecuted)
@@ -1476,7 +1491,10 @@ export class Replica {
       }
     } else {
       for (const entry of this.log.values()) {
-        if (entry.seq <= this.lastExecuted) continue;
+        // Executed is not enough: a slot this replica executed in an earlier view and that a
+        // NEW-VIEW re-proposed must still commit in this view at the others (the primary among
+        // them may need this replica's COMMIT), so it is resent until it committed here too.
+        if (entry.seq <= this.lastExecuted && entry.committed) continue;
         for (const message of this.ownSlotMessages(entry)) this.broadcast(message);
       }
       this.askForBatches();
@@ -1484,8 +1502,23 @@ export class Replica {
     const latestOwnCheckpoint = Math.max(0, ...this.ownCheckpoints.keys());
     const own = this.ownCheckpoints.get(latestOwnCheckpoint);
     if (own !== undefined) this.broadcast({ type: 'checkpoint', checkpoint: own.message });
-    if (this.pendingStateTransfer !== null || this.behindSeen) this.requestState();
+    if (this.pendingStateTransfer !== null || this.behindSeen || this.shouldAnnounceIdle())
+      this.requestState();
     this.behindSeen = false;
+  }
+
+  /** Idle for an interval, with executions above the stable checkpoint, and an announcement due. */
+  private shouldAnnounceIdle(): boolean {
+    if (this.status !== 'normal' || this.pending.size > 0 || this.lastExecuted <= this.stable.seq)
+      return false;
+    if (this.ticks - this.busyAtTick < this.config.retransmitIntervalTicks) return false;
+    if (--this.idleAnnouncementInIntervals > 0) return false;
+    this.idleAnnouncementGapIntervals = Math.min(
+      2 * this.idleAnnouncementGapIntervals,
+      IDLE_ANNOUNCEMENT_GAP_MAX_INTERVALS,
+    );
+    this.idleAnnouncementInIntervals = this.idleAnnouncementGapIntervals;
+    return true;
   }
 
   /**

@@ -118,7 +118,8 @@ export interface SimulationResult {
   messagesDropped: number;
   /**
    * When the run ended with correct replicas at different sequence numbers or states (every client
-   * done), each replica's view/status/executed/low watermark; null when they all agree.
+   * done), each replica's view/status/executed/low watermark (also a liveness violation); null when
+   * they all agree.
    */
   laggards: string | null;
   /** The largest frame any replica sent, in bytes. */
@@ -334,10 +335,15 @@ class Simulation {
       if (this.inLivenessPhase && this.allClientsDone() && this.correctReplicasAgree()) break;
     }
     // Clients are satisfied by f+1 replies, so a correct replica left behind (stuck in a view, never
-    // caught up) passes the client checks. Reported, not yet a violation: in an idle cluster a
-    // replica a few slots behind, with no newer checkpoint to reveal it, is not brought up to date
-    // (see the closing notes of the storage-faults issue: "a laggard catches up even when idle").
+    // caught up) passes the client checks: by the end every correct replica must have executed as
+    // far as the others and hold the same ledger.
     const laggards = this.allClientsDone() && !this.correctReplicasAgree() ? this.describeReplicas() : null;
+    if (laggards !== null) {
+      this.checkers.violate(
+        'liveness',
+        `correct replicas did not converge ${this.options.livenessPhaseMs} ms after healing: ${laggards}`,
+      );
+    }
     if (!this.allClientsDone()) {
       const stuck = this.clients.filter((client) => client.remaining > 0 || client.current !== null);
       const replicas = this.describeReplicas();

@@ -17,7 +17,8 @@ const SEEDS_BY_SIZE: Record<number, number> = { 4: 2, 7: 2, 10: 1 };
 describe('simulation at the shipped settings, full batches of the largest operations', () => {
   for (const replicas of [4, 7, 10]) {
     const f = (replicas - 1) / 3;
-    it(`n = ${replicas}: view changes complete, every request commits, no frame exceeds the limit`, () => {
+    it(`n = ${replicas}: view changes complete, every request commits, every correct replica converges, no frame exceeds the limit`, () => {
+      const viewChangesPerSeed: number[] = [];
       for (
         let seed = 300_000 + replicas * 100;
         seed < 300_000 + replicas * 100 + SEEDS_BY_SIZE[replicas]!;
@@ -27,9 +28,13 @@ describe('simulation at the shipped settings, full batches of the largest operat
         const replay = `replay: npm run sim -- --seeds 1 --first-seed ${seed} --replicas ${replicas} --byzantine ${f} --shipped-defaults`;
         expect(result.violations, replay).toEqual([]);
         expect(result.committed, replay).toBe(result.requested);
-        expect(result.viewChanges, replay).toBeGreaterThanOrEqual(1);
+        expect(result.laggards, replay).toBeNull();
         expect(result.largestFrameBytes, replay).toBeGreaterThan(FULL_BATCH_FRAME_MIN_BYTES);
+        viewChangesPerSeed.push(result.viewChanges);
       }
+      // The primary's crash is scripted, but whether its view change completes before it returns
+      // depends on the seed's other faults: at least one seed per size must have gone through one.
+      expect(Math.max(...viewChangesPerSeed)).toBeGreaterThanOrEqual(1);
     }, 120_000);
   }
 
