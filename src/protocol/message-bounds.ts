@@ -55,24 +55,10 @@ function nestedBytes(signed: Signed<Body>): number {
   return encodeCanonical({ b: signed.bytes, s: signed.signature }).length;
 }
 
-function widestPrePrepare(): Signed<PrePrepareBody> {
-  return widestSigned({
-    type: 'pre-prepare',
-    view: WIDEST_UINT,
-    seq: WIDEST_UINT,
-    digest: ZERO_DIGEST,
-    replica: HIGHEST_REPLICA,
-  });
-}
-
-function widestPrepare(): Signed<PrepareBody> {
-  return widestSigned({
-    type: 'prepare',
-    view: WIDEST_UINT,
-    seq: WIDEST_UINT,
-    digest: ZERO_DIGEST,
-    replica: HIGHEST_REPLICA,
-  });
+/** A PRE-PREPARE or PREPARE header at its widest (same fields, so the same size). */
+function widestHeader<T extends PrePrepareBody | PrepareBody>(type: T['type']): Signed<T> {
+  const body = { type, view: WIDEST_UINT, seq: WIDEST_UINT, digest: ZERO_DIGEST, replica: HIGHEST_REPLICA };
+  return widestSigned(body as T);
 }
 
 function widestCheckpoint(): Signed<CheckpointBody> {
@@ -122,7 +108,7 @@ export function messageBounds(settings: MessageBoundSettings): MessageBounds {
   const f = Math.floor((settings.replicaCount - 1) / 3);
   const quorum = 2 * f + 1;
   const window = settings.watermarkWindow;
-  const header = widestPrePrepare();
+  const header = widestHeader<PrePrepareBody>('pre-prepare');
   const checkpoint = widestCheckpoint();
   const checkpointProof = Array.from({ length: quorum }, () => checkpoint);
 
@@ -135,7 +121,7 @@ export function messageBounds(settings: MessageBoundSettings): MessageBounds {
   // A VIEW-CHANGE: a full checkpoint proof and a certificate (a header and 2f PREPAREs) per slot.
   const certificate: PreparedCertificate = {
     prePrepare: header,
-    prepares: Array.from({ length: 2 * f }, widestPrepare),
+    prepares: Array.from({ length: 2 * f }, () => widestHeader<PrepareBody>('prepare')),
   };
   const viewChangeOf = (prepared: PreparedCertificate[]): ViewChangeBody => ({
     type: 'view-change',

@@ -7,13 +7,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { ClusterConnection, PbftClient } from '../../../src/client/client.ts';
+import { PbftClient } from '../../../src/client/client.ts';
 import { KeyPair } from '../../../src/crypto/keys.ts';
 import { encodeResult } from '../../../src/ledger/index.ts';
-import type { ClusterConfig } from '../../../src/node/cluster-config.ts';
 import { decodeClientToReplica, encodeClientFrame } from '../../../src/protocol/client-protocol.ts';
 import type { ClientSession } from '../../../src/transport/index.ts';
-import { startCluster } from '../transport/helpers.ts';
+import { handMadeReplicas } from './hand-made-replicas.ts';
 
 let dir = '';
 afterAll(async () => {
@@ -46,21 +45,7 @@ it('a client answered "busy" by every replica retries the same request later ins
     };
     session.send(encodeClientFrame({ type: 'reply', reply }));
   };
-  const cluster = await startCluster(4, {});
-  for (const replica of cluster.replicas) {
-    replica.clientFrames.push = (...entries) => {
-      for (const { session, frame } of entries) answer(replica.id, session, frame);
-      return 0;
-    };
-  }
-  const config = {
-    name: 'busy',
-    testnet: true,
-    f: 1,
-    replicas: cluster.peers.map((peer) => ({ ...peer, publicKey: '', metricsPort: 0 })),
-    path: join(dir, 'cluster.json'),
-  } as unknown as ClusterConfig;
-  const connection = await ClusterConnection.open({ cluster: config });
+  const { connection, stop } = await handMadeReplicas('busy', dir, answer);
   try {
     const client = await PbftClient.connect({
       connection,
@@ -74,7 +59,6 @@ it('a client answered "busy" by every replica retries the same request later ins
     // to everyone, until the replicas took it.
     expect(copies.get(1)).toBeGreaterThan(4);
   } finally {
-    await connection.close();
-    await cluster.stop();
+    await stop();
   }
 }, 30_000);

@@ -7,13 +7,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { ClusterConnection, PbftClient } from '../../../src/client/client.ts';
+import { PbftClient } from '../../../src/client/client.ts';
 import { KeyPair } from '../../../src/crypto/keys.ts';
 import { encodeResult } from '../../../src/ledger/index.ts';
-import type { ClusterConfig } from '../../../src/node/cluster-config.ts';
 import { decodeClientToReplica, encodeClientFrame } from '../../../src/protocol/client-protocol.ts';
 import type { ClientSession } from '../../../src/transport/index.ts';
-import { startCluster } from '../transport/helpers.ts';
+import { handMadeReplicas } from './hand-made-replicas.ts';
 
 const LIAR = 3;
 /** Replica 1 is the primary of this view (1001 mod 4): where the liar would send requests. */
@@ -53,22 +52,7 @@ it('needs f+1 replies matching in seq and result, and takes the lowest view amon
     // Every replica answers, the liar first: its vote is counted before the honest ones arrive.
     setTimeout(() => session.send(encodeClientFrame({ type: 'reply', reply })), liar ? 0 : 50);
   };
-  const cluster = await startCluster(4, {});
-  for (const replica of cluster.replicas) {
-    // The helper records client frames; these replicas answer them instead.
-    replica.clientFrames.push = (...entries) => {
-      for (const { session, frame } of entries) answer(replica.id, session, frame);
-      return 0;
-    };
-  }
-  const config = {
-    name: 'votes',
-    testnet: true,
-    f: 1,
-    replicas: cluster.peers.map((peer) => ({ ...peer, publicKey: '', metricsPort: 0 })),
-    path: join(dir, 'cluster.json'),
-  } as unknown as ClusterConfig;
-  const connection = await ClusterConnection.open({ cluster: config });
+  const { connection, stop } = await handMadeReplicas('votes', dir, answer);
   try {
     const client = await PbftClient.connect({
       connection,
@@ -92,7 +76,6 @@ it('needs f+1 replies matching in seq and result, and takes the lowest view amon
     });
     await expect(impatient.transfer('ab'.repeat(32), 1)).rejects.toMatchObject({ code: 'TIMEOUT' });
   } finally {
-    await connection.close();
-    await cluster.stop();
+    await stop();
   }
 }, 30_000);
