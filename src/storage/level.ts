@@ -15,7 +15,7 @@
  *   log/<seq>/<view>/<type>/<replica>   PRE-PREPAREs (with batch), PREPAREs, COMMITs
  */
 import { ClassicLevel } from 'classic-level';
-import { decodeCanonical, encodeCanonical } from '../codec/cbor.ts';
+import { CodecError, decodeCanonical, encodeCanonical } from '../codec/cbor.ts';
 import { readBoolean, readMap, readUint } from '../codec/schema.ts';
 import {
   type DurableState,
@@ -67,8 +67,11 @@ export class StorageError extends Error {
 export class LevelStorage implements ReplicaStorage {
   private readonly db: ClassicLevel<string, Uint8Array>;
 
-  private constructor(db: ClassicLevel<string, Uint8Array>) {
+  private readonly directory: string;
+
+  private constructor(db: ClassicLevel<string, Uint8Array>, directory: string) {
     this.db = db;
+    this.directory = directory;
   }
 
   /** Open (creating if needed) the database in `directory`. */
@@ -83,10 +86,26 @@ export class LevelStorage implements ReplicaStorage {
       const cause = (error as { cause?: Error }).cause?.message ?? (error as Error).message;
       throw new StorageError(`cannot open the database in ${directory}: ${cause}`);
     }
-    return new LevelStorage(db);
+    return new LevelStorage(db, directory);
   }
 
+  /**
+   * Everything persisted, decoded strictly. A record that does not decode is named in one line:
+   * most often it was written by an older version of pbft (prepared certificates once carried their
+   * batches), and the replica's data must be re-created.
+   */
   async load(): Promise<DurableState> {
+    try {
+      return await this.loadRecords();
+    } catch (error) {
+      if (!(error instanceof CodecError)) throw error;
+      throw new StorageError(
+        `${this.directory}: a stored record does not decode (${error.message}); it may have been written by an older version of pbft: re-create this replica's data (for a testnet: pbft testnet init --force)`,
+      );
+    }
+  }
+
+  private async loadRecords(): Promise<DurableState> {
     const state = emptyDurableState();
     const [view, ownViewChange, newView, checkpoint] = await this.db.getMany([
       KEY_VIEW,

@@ -87,4 +87,28 @@ describe('LevelStorage', () => {
     );
     await first.close();
   });
+
+  it('refuses a record it cannot decode (an older format) with a one-line error naming the directory and the way out', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'pbft-level-'));
+    directories.push(directory);
+    const storage = await LevelStorage.open(directory);
+    await storage.close();
+    // A prepared certificate as versions before digest-only certificates stored it: with its batch
+    // inside the certificate and no separate batch field.
+    const { ClassicLevel } = await import('classic-level');
+    const raw = new ClassicLevel<string, Uint8Array>(directory, {
+      keyEncoding: 'utf8',
+      valueEncoding: 'view',
+    });
+    await raw.put('prepared/0000000000000001', encodeCanonical({ prePrepare: {}, batch: [], prepares: [] }));
+    await raw.close();
+    const reopened = await LevelStorage.open(directory);
+    try {
+      await expect(reopened.load()).rejects.toThrow(
+        new RegExp(`^${directory}: a stored record does not decode .*re-create this replica's data`),
+      );
+    } finally {
+      await reopened.close();
+    }
+  });
 });
