@@ -200,8 +200,9 @@ class ReplicaRuntime implements ReplicaNode {
   /** client:t → when the request first reached this replica (performance.now(), ms). */
   private readonly arrivals = new BoundedCache<string, number>(ARRIVALS_TRACKED_MAX);
   /**
-   * Repeats of view-change traffic. A VIEW-CHANGE carries its prepared certificates with their
-   * batches and a NEW-VIEW carries 2f+1 VIEW-CHANGEs, so they run to megabytes; replicas repeat
+   * Repeats of view-change traffic. A VIEW-CHANGE carries a certificate (2f+1 signatures) per
+   * prepared slot and a NEW-VIEW carries 2f+1 VIEW-CHANGEs, so they run to megabytes at n = 10
+   * (docs/protocol.md, "Message size bounds"), each signature to check; replicas repeat
    * them every retransmission interval and answer each laggard with the NEW-VIEW, and on a loaded
    * cluster decoding the same bytes again and again used the CPU the view change needed to finish.
    * The last checked VIEW-CHANGE of each sender is kept to hand to the core again (it reacts to

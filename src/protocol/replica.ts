@@ -1285,7 +1285,7 @@ export class Replica {
       if (body.newView < this.view || this.status === 'normal') return;
     }
     // A repeat of a VIEW-CHANGE already checked (senders retransmit them) needs no second check of
-    // its certificates, which hold whole batches.
+    // its certificates, one per prepared slot.
     const stored = this.viewChanges.get(body.replica)?.get(body.newView);
     if (stored === undefined || !bytesEqual(stored.bytes, viewChange.bytes)) {
       const reason = checkViewChange(body, this.certificateContext);
