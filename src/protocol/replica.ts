@@ -1502,13 +1502,16 @@ export class Replica {
     const latestOwnCheckpoint = Math.max(0, ...this.ownCheckpoints.keys());
     const own = this.ownCheckpoints.get(latestOwnCheckpoint);
     if (own !== undefined) this.broadcast({ type: 'checkpoint', checkpoint: own.message });
-    if (this.pendingStateTransfer !== null || this.behindSeen || this.shouldAnnounceIdle())
+    if (this.pendingStateTransfer !== null || this.behindSeen || this.takeIdleAnnouncement())
       this.requestState();
     this.behindSeen = false;
   }
 
-  /** Idle for an interval, with executions above the stable checkpoint, and an announcement due. */
-  private shouldAnnounceIdle(): boolean {
+  /**
+   * Whether an idle announcement is due now (idle for an interval, executions above the stable
+   * checkpoint, the gap since the last one over); taking it doubles the gap to the next.
+   */
+  private takeIdleAnnouncement(): boolean {
     if (this.status !== 'normal' || this.pending.size > 0 || this.lastExecuted <= this.stable.seq)
       return false;
     if (this.ticks - this.busyAtTick < this.config.retransmitIntervalTicks) return false;

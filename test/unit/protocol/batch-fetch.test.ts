@@ -19,6 +19,7 @@ import {
   Cluster,
   isType,
   preparedButNotCommitted,
+  primaryEquivocatesAtSeqOne,
   rejections,
   sentOfType,
   sha256,
@@ -31,15 +32,7 @@ import {
  */
 function replicaThreeLacksTheBatch(options: { holdBatches: boolean }) {
   const cluster = new Cluster().start();
-  const a = cluster.request(0);
-  const b = cluster.request(1);
-  cluster.crash(0);
-  cluster.submit(a, [1, 2, 3]);
-  cluster.submit(b, [1, 2, 3]);
-  cluster.step(1, cluster.prePrepare(0, 0, 1, [a]));
-  cluster.step(2, cluster.prePrepare(0, 0, 1, [a]));
-  cluster.step(3, cluster.prePrepare(0, 0, 1, [b]));
-  cluster.deliverAll();
+  const { a, b } = primaryEquivocatesAtSeqOne(cluster);
   cluster.tickAll(cluster.config.viewChangeTimeoutTicks);
   cluster.deliverAll(options.holdBatches ? { hold: isType('batch') } : {});
   return { cluster, a, b, digestOfA: batchDigest([a], sha256) };

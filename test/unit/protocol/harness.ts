@@ -445,6 +445,27 @@ export function preparedButNotCommitted(cluster: Cluster): Signed<RequestBody> {
   return request;
 }
 
+/**
+ * Replica 0, view 0's primary, is faulty (crashed here; the test speaks for it): for seq 1 it
+ * pre-prepares request a at replicas 1 and 2 and request b at replica 3; both requests reached
+ * every backup. Everything sent is delivered; nothing can execute.
+ */
+export function primaryEquivocatesAtSeqOne(cluster: Cluster): {
+  a: Signed<RequestBody>;
+  b: Signed<RequestBody>;
+} {
+  const a = cluster.request(0);
+  const b = cluster.request(1);
+  cluster.crash(0);
+  cluster.submit(a, [1, 2, 3]);
+  cluster.submit(b, [1, 2, 3]);
+  cluster.step(1, cluster.prePrepare(0, 0, 1, [a]));
+  cluster.step(2, cluster.prePrepare(0, 0, 1, [a]));
+  cluster.step(3, cluster.prePrepare(0, 0, 1, [b]));
+  cluster.deliverAll();
+  return { a, b };
+}
+
 /** COMMITs of view 0 are lost. */
 export const dropViewZeroCommits: EnvelopeFilter = (e) =>
   e.message.type === 'commit' && viewOf(e.message) === 0;

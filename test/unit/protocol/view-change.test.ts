@@ -8,6 +8,7 @@ import {
   dropViewZeroCommits,
   type Envelope,
   preparedButNotCommitted,
+  primaryEquivocatesAtSeqOne,
   rejections,
   sentOfType,
   sha256,
@@ -503,16 +504,8 @@ describe('view change: NEW-VIEW', () => {
 describe('view change: faulty primaries and laggards', () => {
   it('a faulty primary that sends different PRE-PREPAREs for one sequence number cannot get both executed', () => {
     const cluster = new Cluster().start();
-    const a = cluster.request(0);
-    const b = cluster.request(1);
     // Replica 0 is faulty: its own core is out of the picture, the test speaks for it.
-    cluster.crash(0);
-    cluster.submit(a, [1, 2, 3]);
-    cluster.submit(b, [1, 2, 3]);
-    cluster.step(1, cluster.prePrepare(0, 0, 1, [a]));
-    cluster.step(2, cluster.prePrepare(0, 0, 1, [a]));
-    cluster.step(3, cluster.prePrepare(0, 0, 1, [b]));
-    cluster.deliverAll();
+    const { a, b } = primaryEquivocatesAtSeqOne(cluster);
     for (const id of [1, 2, 3]) expect(cluster.replica(id).lastExecutedSeq).toBe(0);
     // Replica 3 never prepares a: its PRE-PREPARE says b.
     expect(cluster.sent.some((e) => e.from === 3 && e.message.type === 'commit')).toBe(false);
