@@ -77,6 +77,23 @@ export class AckTimeline {
     return this.firstIndexFrom(interval.toMs) - this.firstIndexFrom(interval.fromMs);
   }
 
+  /**
+   * The `quantile` (0 … 1) of the latencies (acknowledged − sent) of the transfers acknowledged in
+   * `interval`; null if there were none.
+   */
+  latencyQuantileMs(interval: Interval, quantile: number): number | null {
+    const entries = this.ordered();
+    const latencies: number[] = [];
+    for (let index = this.firstIndexFrom(interval.fromMs); index < entries.length; index++) {
+      const entry = entries[index]!;
+      if (entry.completedAtMs >= interval.toMs) break;
+      latencies.push(entry.completedAtMs - entry.sentAtMs);
+    }
+    if (latencies.length === 0) return null;
+    latencies.sort((a, b) => a - b);
+    return latencies[Math.min(latencies.length - 1, Math.floor(quantile * latencies.length))]!;
+  }
+
   /** The longest time within [fromMs, toMs] in which no transfer was acknowledged. */
   longestGapMs(interval: Interval): number {
     const entries = this.ordered();
@@ -90,6 +107,26 @@ export class AckTimeline {
     }
     return Math.max(longestMs, interval.toMs - previousMs);
   }
+}
+
+/**
+ * The bound on a primary fault's recovery: `viewChangeMs` for replacing the primary, plus the
+ * median latency of the transfers acknowledged in the window before the fault. A transfer sent
+ * at the fault's start could not have committed sooner than the load's own latency even without
+ * the fault: a cluster that queues 768 closed-loop clients answers each in seconds, and that is
+ * the load's doing, not the view change's.
+ */
+export function primaryRecoveryBoundMs(
+  timeline: AckTimeline,
+  startedAtMs: number,
+  windowMs: number,
+  viewChangeMs: number,
+): number {
+  const latencyBeforeMs = timeline.latencyQuantileMs(
+    { fromMs: startedAtMs - windowMs, toMs: startedAtMs },
+    0.5,
+  );
+  return Math.round(viewChangeMs + (latencyBeforeMs ?? 0));
 }
 
 export interface RecoveryMeasure {

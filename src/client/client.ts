@@ -200,9 +200,10 @@ export class PbftClient {
     decide: Decide<T>,
     resend: (attempt: number) => void,
     firstRetryMs?: number,
+    resendOnNewPrimary?: boolean,
   ): Promise<T> {
     if (this.closed) return Promise.reject(new PbftClientError('CLOSED', 'the client is closed'));
-    return this.connection.collect(route, what, timeoutMs, decide, resend, firstRetryMs);
+    return this.connection.collect(route, what, timeoutMs, decide, resend, firstRetryMs, resendOnNewPrimary);
   }
 
   /** Order an operation through PBFT; resolves with the result f+1 replicas agree on. */
@@ -231,6 +232,7 @@ export class PbftClient {
     const sentMs = performance.now();
     const firstRetryMs = this.connection.requestRetryMs;
     let retransmitted = false;
+    let sentToPrimaries = 0;
     const agreed = await this.collect(
       requestRoute(account.publicKey, t),
       what,
@@ -262,18 +264,24 @@ export class PbftClient {
         return { ...replyOf.get(key)!, view };
       },
       (attempt) => {
-        // First to the primary; on every retry to all replicas (backups forward and start timers).
-        if (attempt === 0) this.connection.sendToPrimary(frame);
-        else {
+        // First to the primary (again to a new one if the view moves on before any retry); on
+        // every retry to all replicas (backups forward and start timers).
+        if (attempt === 0) {
+          sentToPrimaries++;
+          this.connection.sendToPrimary(frame);
+        } else {
           if (!retransmitted) this.connection.backOffRequestRetry(firstRetryMs);
           retransmitted = true;
           this.connection.broadcast(frame);
         }
       },
       firstRetryMs,
+      true,
     );
     this.connection.noteView(agreed.view);
-    if (!retransmitted) this.connection.observeRequestLatency(performance.now() - sentMs);
+    // Karn's rule: only a request sent once tells how long an answer takes.
+    if (!retransmitted && sentToPrimaries === 1)
+      this.connection.observeRequestLatency(performance.now() - sentMs);
     return { result: decodeResult(agreed.result), t, seq: agreed.seq, view: agreed.view };
   }
 

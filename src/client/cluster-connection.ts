@@ -63,6 +63,8 @@ function routeOf(frame: ReplicaToClient): string {
 interface Route {
   onFrame(replica: number, frame: ReplicaToClient): void;
   fail(error: PbftClientError): void;
+  /** The believed view moved to a different primary. */
+  onNewPrimary(): void;
 }
 
 export class ClusterConnection {
@@ -184,7 +186,12 @@ export class ClusterConnection {
 
   /** Raise the view new requests start in; only from replies f+1 replicas agree on. */
   noteView(view: number): void {
-    if (view > this.believedView) this.believedView = view;
+    if (view <= this.believedView) return;
+    const replicas = this.cluster.replicas.length;
+    const primaryBefore = primaryOf(this.believedView, replicas);
+    this.believedView = view;
+    if (primaryOf(view, replicas) === primaryBefore) return;
+    for (const route of [...this.routes.values()]) route.onNewPrimary();
   }
 
   /** To the primary of the view of `noteView`. */
@@ -200,6 +207,12 @@ export class ClusterConnection {
    * Wait until `decide` returns a value for a frame on `route`, resending with `resend(attempt)` on
    * each retry interval (the first after `firstRetryMs`, then doubling), or fail with TIMEOUT. One
    * call per route at a time.
+   *
+   * With `resendOnNewPrimary`, a call that has only made its first send (`resend(0)`, to the
+   * primary) makes it again as soon as another call on this connection shows that the view moved
+   * to another primary. A request sent to a primary that then crashed is otherwise lost until its
+   * retransmission timeout, which under heavy load follows the long latencies and runs to seconds
+   * after the cluster has already replaced the primary.
    */
   collect<T>(
     route: string,
@@ -208,6 +221,7 @@ export class ClusterConnection {
     decide: Decide<T>,
     resend: (attempt: number) => void,
     firstRetryMs: number = REQUEST_RETRY_MS,
+    resendOnNewPrimary = false,
   ): Promise<T> {
     if (this.closed) return Promise.reject(new PbftClientError('CLOSED', 'the client is closed'));
     if (this.routes.has(route)) {
@@ -242,6 +256,9 @@ export class ClusterConnection {
         fail: (error) => {
           finish();
           reject(error);
+        },
+        onNewPrimary: () => {
+          if (resendOnNewPrimary && attempt === 0) resend(0);
         },
       });
       const retry = (): void => {

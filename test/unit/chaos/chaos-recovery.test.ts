@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   AckTimeline,
   measureRecovery,
+  primaryRecoveryBoundMs,
   recoveryProblems,
   THROUGHPUT_RECOVERED_FRACTION,
 } from '../../../scripts/lib/chaos-recovery.ts';
@@ -135,5 +136,19 @@ describe('chaos recovery measurement', () => {
     expect(timeline.longestGapMs({ fromMs: 0, toMs: 2_000 })).toBe(1_500);
     expect(timeline.longestGapMs({ fromMs: 0, toMs: 600 })).toBe(200);
     expect(timeline.firstCommitSentFrom(1)).toBeNull();
+  });
+
+  it("bounds a primary fault's recovery by the view change plus the median latency before it", () => {
+    const timeline = new AckTimeline();
+    // Before the fault: latencies 1 s, 2 s, 3 s, 4 s, 5 s (median 3 s); one after it (not counted).
+    timeline.add([9_000, 9_000, 9_000, 9_000, 9_000], [10_000, 11_000, 12_000, 13_000, 14_000]);
+    timeline.add([14_000], [30_000]);
+    expect(timeline.latencyQuantileMs({ fromMs: 0, toMs: 20_000 }, 0.5)).toBe(3_000);
+    expect(timeline.latencyQuantileMs({ fromMs: 0, toMs: 20_000 }, 1)).toBe(5_000);
+    expect(timeline.latencyQuantileMs({ fromMs: 11_000, toMs: 13_000 }, 0.5)).toBe(3_000);
+    expect(timeline.latencyQuantileMs({ fromMs: 15_000, toMs: 20_000 }, 0.5)).toBeNull();
+    expect(primaryRecoveryBoundMs(timeline, 20_000, 10_000, 6_000)).toBe(9_000);
+    // With nothing acknowledged before the fault, the bound is the view change's alone.
+    expect(primaryRecoveryBoundMs(timeline, 50_000, 10_000, 6_000)).toBe(6_000);
   });
 });
