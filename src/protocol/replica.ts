@@ -267,6 +267,12 @@ export class Replica {
   /** The last tick at which this replica proposed or executed a batch. */
   private busyAtTick = 0;
   private timerTicksLeft: number | null = null;
+  /**
+   * In normal operation, the pending request the timer waits for (PBFT §4.4): the timer restarts
+   * when that request executes and another is still pending, not when other batches execute, so a
+   * primary that orders everyone else's requests (or empty batches) cannot censor one client.
+   */
+  private timedRequest: { clientHex: string; t: number } | null = null;
   private timeoutTicks: number;
   private readonly newViewSentAtTick = new Map<ReplicaId, number>();
   private readonly viewChangeSentAtTick = new Map<ReplicaId, number>();
@@ -502,7 +508,12 @@ export class Replica {
         this.out.events.push({ type: 'request-busy', client: body.client, t: body.t });
         return;
       }
-      if (existing !== undefined) this.queue.delete(requestKey(existing.body));
+      if (existing !== undefined) {
+        this.queue.delete(requestKey(existing.body));
+        // A newer request is the youngest: the timer times the oldest waiting one, and a client
+        // that keeps sending newer requests must not keep its place at the front of the table.
+        this.pending.delete(clientHex);
+      }
       this.pending.set(clientHex, request);
     }
     if (this.status !== 'normal') return;
@@ -888,8 +899,9 @@ export class Replica {
     // Progress: the view is working, so the timeout returns to its base value.
     this.timeoutTicks = this.config.viewChangeTimeoutTicks;
     if (this.status === 'normal') {
-      if (this.pending.size > 0) this.startTimer();
-      else this.stopTimer();
+      if (this.pending.size === 0) this.stopTimer();
+      // Progress on other work does not reset the timer of a request still waiting.
+      else if (this.timerTicksLeft === null || !this.isTimedRequestPending()) this.startTimer();
     }
     this.propose();
   }
@@ -1203,12 +1215,24 @@ export class Replica {
   // -------------------------------------------------------------------------------------------
   // View change.
 
+  /** Start the timer afresh; in normal operation it waits for the oldest pending request. */
   private startTimer(): void {
     this.timerTicksLeft = this.timeoutTicks;
+    this.timedRequest = null;
+    for (const [clientHex, request] of this.pending) {
+      this.timedRequest = { clientHex, t: request.body.t };
+      break;
+    }
   }
 
   private stopTimer(): void {
     this.timerTicksLeft = null;
+    this.timedRequest = null;
+  }
+
+  private isTimedRequestPending(): boolean {
+    const timed = this.timedRequest;
+    return timed !== null && this.pending.get(timed.clientHex)?.body.t === timed.t;
   }
 
   /**
@@ -1220,7 +1244,14 @@ export class Replica {
    * messages or VIEW-CHANGEs from f+1 replicas in higher views take it there.
    */
   private onTimerExpired(): void {
-    if (this.status === 'normal' && this.pending.size === 0) return;
+    if (this.status === 'normal') {
+      if (this.pending.size === 0) return;
+      // The request it waited for executed some other way (a state transfer): time the next one.
+      if (!this.isTimedRequestPending()) {
+        this.startTimer();
+        return;
+      }
+    }
     if (this.isPrimary) return;
     this.startViewChange(this.view + 1, 'timeout');
   }

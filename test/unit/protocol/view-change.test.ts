@@ -2,11 +2,13 @@
 import { describe, expect, it } from 'vitest';
 import { checkViewChange, computeNewViewPlan } from '../../../src/protocol/certificates.ts';
 import type { Message, NewViewBody, PrePrepareBody, Signed } from '../../../src/protocol/messages.ts';
+import { bytesEqual } from '../../../src/util/bytes.ts';
 import {
   batchDigest,
   Cluster,
   dropViewZeroCommits,
   type Envelope,
+  type EnvelopeFilter,
   preparedButNotCommitted,
   primaryEquivocatesAtSeqOne,
   rejections,
@@ -185,6 +187,116 @@ describe('view change: timers', () => {
     cluster.drop(() => true);
     expect(ticksUntilViewMoves(cluster, 2, 100)).toBe(cluster.config.viewChangeTimeoutTicks);
     expect(cluster.replica(2).currentView).toBe(2);
+  });
+});
+
+describe('view change: the request timer against a primary that censors', () => {
+  /** Requests of client `index` to the primary are lost: the primary never learns of them. */
+  const censoring =
+    (cluster: Cluster, index: number): EnvelopeFilter =>
+    (e) =>
+      e.to === cluster.primaryId() &&
+      e.message.type === 'request' &&
+      bytesEqual(e.message.request.body.client, cluster.clients[index]!.publicKey);
+
+  /** Tick everyone once, then deliver what that caused (minus `drop`). */
+  const tickAndDeliver = (cluster: Cluster, drop: EnvelopeFilter): void => {
+    cluster.tickAll(1);
+    cluster.deliverAll({ drop });
+  };
+
+  it("a backup's request timer is not restarted by executing other clients' batches", () => {
+    const cluster = new Cluster().start();
+    const T = cluster.config.viewChangeTimeoutTicks;
+    const drop = censoring(cluster, 0);
+    const censored = cluster.request(0);
+    cluster.submit(censored, [1, 2, 3]);
+    cluster.deliverAll({ drop });
+    let ticks = 0;
+    // The primary orders client 1's requests every tick, always well inside the timeout.
+    while (cluster.replica(1).currentView === 0 && ticks < 4 * T) {
+      cluster.submit(cluster.request(1), 0);
+      cluster.deliverAll({ drop });
+      tickAndDeliver(cluster, drop);
+      ticks++;
+    }
+    expect(cluster.executedSeqs(1).length).toBeGreaterThan(1);
+    // The backups gave up on the primary one timeout after the censored request reached them.
+    expect(ticks).toBe(T);
+    for (const id of [1, 2, 3]) {
+      expect(cluster.events[id]).toContainEqual({ type: 'view-change-started', view: 1, reason: 'timeout' });
+    }
+    // The new primary (replica 1) had the request and ordered it.
+    cluster.deliverAll();
+    expect(cluster.replica(1).currentView).toBe(1);
+    for (const id of [1, 2, 3]) expect(cluster.repliesFor(id, censored)).toHaveLength(1);
+  });
+
+  it('an empty batch is progress for nobody: it does not restart the timer either', () => {
+    const cluster = new Cluster().start();
+    const T = cluster.config.viewChangeTimeoutTicks;
+    const drop = censoring(cluster, 0);
+    cluster.submit(cluster.request(0), [1, 2, 3]);
+    cluster.deliverAll({ drop });
+    for (let tick = 1; tick < T; tick++) {
+      // A null PRE-PREPARE for the next slot, one per tick, from the primary itself.
+      const seq = cluster.replica(1).lastExecutedSeq + 1;
+      for (const id of [1, 2, 3]) cluster.step(id, cluster.prePrepare(0, 0, seq, []));
+      cluster.deliverAll({ drop });
+      tickAndDeliver(cluster, drop);
+      expect(cluster.replica(1).currentView).toBe(0);
+    }
+    expect(cluster.executedSeqs(1).length).toBe(T - 1);
+    tickAndDeliver(cluster, drop);
+    expect(cluster.replica(1).currentView).toBe(1);
+  });
+
+  it('when the request it waits for executes and another is still pending, the timer restarts for that one', () => {
+    const cluster = new Cluster().start();
+    const T = cluster.config.viewChangeTimeoutTicks;
+    const drop = censoring(cluster, 1);
+    const first = cluster.request(0);
+    cluster.submit(first, [1, 2, 3]);
+    cluster.deliverAll({ drop: (e) => e.message.type === 'request' });
+    cluster.tickAll(T - 2);
+    // Client 1's request arrives later, and the primary never gets it.
+    cluster.submit(cluster.request(1), [1, 2, 3]);
+    cluster.deliverAll({ drop });
+    cluster.tickAll(1);
+    // Just before the timeout, the primary orders the first request after all.
+    cluster.submit(first, 0);
+    cluster.deliverAll({ drop });
+    expect(cluster.repliesFor(1, first)).toHaveLength(1);
+    // The timer now waits for client 1's request, a full timeout from this execution.
+    for (let tick = 1; tick < T; tick++) {
+      tickAndDeliver(cluster, drop);
+      expect(cluster.replica(1).currentView).toBe(0);
+    }
+    tickAndDeliver(cluster, drop);
+    expect(cluster.replica(1).currentView).toBe(1);
+  });
+
+  it('a client that keeps sending newer requests does not keep the timer off a censored one', () => {
+    const cluster = new Cluster().start();
+    const T = cluster.config.viewChangeTimeoutTicks;
+    // Client 2 is the primary's accomplice: its requests reach the backups first and are never
+    // ordered, and it replaces them with newer ones just before each timeout.
+    const primaryNeverGets = (e: Envelope): boolean => e.message.type === 'request' && e.to === 0;
+    cluster.submit(cluster.request(2), [1, 2, 3]);
+    cluster.submit(cluster.request(0), [1, 2, 3]);
+    cluster.deliverAll({ drop: primaryNeverGets });
+    let ticks = 0;
+    while (cluster.replica(1).currentView === 0 && ticks < 10 * T) {
+      if (ticks % (T - 1) === T - 2) {
+        cluster.submit(cluster.request(2), [1, 2, 3]);
+        cluster.deliverAll({ drop: primaryNeverGets });
+      }
+      tickAndDeliver(cluster, primaryNeverGets);
+      ticks++;
+    }
+    // One timeout for the accomplice's first request (replaced, so not a reason to suspect), then
+    // one for the censored request, now the oldest.
+    expect(ticks).toBe(2 * T);
   });
 });
 
