@@ -28,6 +28,7 @@ import { type ProtocolConfig, primaryOf, type Quorums, quorums, validateProtocol
 import {
   type DurableState,
   type LogMessage,
+  logMessageSeq,
   logMessageView,
   type PersistOp,
   type StableCheckpoint,
@@ -49,6 +50,7 @@ import {
   type ReplyBody,
   type RequestBody,
   requestWireBytes,
+  SIGNATURE_BYTES,
   type Signed,
   SNAPSHOT_SIZE_MAX_BYTES,
   type StateBody,
@@ -59,8 +61,18 @@ import type { StateMachine } from './state-machine.ts';
 
 /** VIEW-CHANGEs kept per sender, for its most recent views only: bounds memory under floods. */
 const VIEW_CHANGES_PER_REPLICA_MAX = 4;
-/** Early ordering messages kept per sender, as a multiple of the window (pre-prepare, prepare, commit). */
-const EARLY_MESSAGES_PER_REPLICA_FACTOR = 3;
+/**
+ * Ordering messages for a view this replica has not entered are kept only for the next view (or
+ * the one it is changing to): a replica further behind is brought forward by f+1 peers' messages
+ * and a NEW-VIEW, and what it missed is retransmitted, so a liar cannot park messages for far views.
+ */
+const EARLY_VIEWS_AHEAD = 1;
+/**
+ * Bytes of early ordering messages kept per sender, in PRE-PREPAREs of the largest legal batch:
+ * a correct primary of the next view is at most a pipeline ahead of a backup still entering it.
+ * The rest of the bound covers the PREPAREs and COMMITs of a whole window.
+ */
+const EARLY_BATCHES_PER_REPLICA = 2;
 /**
  * A replica idle with executions that no stable checkpoint covers yet announces how far it got
  * (FETCH-STATE): a replica a few slots behind an idle cluster, which no newer checkpoint will ever
@@ -178,6 +190,21 @@ function emptyReady(): Ready {
   return { persist: [], send: [], executed: [], replies: [], events: [] };
 }
 
+/** Generous bytes of one PREPARE or COMMIT (signed body and signature), for the early buffer's budget. */
+const VOTE_BYTES_MAX = 256;
+
+/** Bytes an ordering message holds: its signed body and signature, and a PRE-PREPARE's batch. */
+function logMessageBytes(message: LogMessage): number {
+  switch (message.type) {
+    case 'pre-prepare':
+      return message.prePrepare.bytes.length + SIGNATURE_BYTES + batchWireBytes(message.batch);
+    case 'prepare':
+      return message.prepare.bytes.length + SIGNATURE_BYTES;
+    case 'commit':
+      return message.commit.bytes.length + SIGNATURE_BYTES;
+  }
+}
+
 function batchWireBytes(batch: readonly Signed<RequestBody>[]): number {
   let bytes = 0;
   for (const request of batch) bytes += requestWireBytes(request);
@@ -276,8 +303,11 @@ export class Replica {
   private timeoutTicks: number;
   private readonly newViewSentAtTick = new Map<ReplicaId, number>();
   private readonly viewChangeSentAtTick = new Map<ReplicaId, number>();
-  /** Ordering messages for views this replica has not entered yet, per sender. */
-  private readonly earlyMessages = new Map<ReplicaId, LogMessage[]>();
+  /**
+   * Ordering messages for views this replica has not entered yet, per sender: one per (type, view,
+   * seq), only those that passed every check the current state allows, bounded in bytes.
+   */
+  private readonly earlyMessages = new Map<ReplicaId, { messages: Map<string, LogMessage>; bytes: number }>();
   /** Replicas seen sending ordering messages for views above ours, and the highest such view. */
   private readonly higherViewSeen = new Map<ReplicaId, number>();
 
@@ -621,25 +651,56 @@ export class Replica {
     }
   }
 
-  /** Keep an ordering message of a view this replica has not entered yet (bounded per sender). */
+  /** Most bytes of early ordering messages kept from one sender. */
+  private get earlyBytesPerReplicaMax(): number {
+    return (
+      EARLY_BATCHES_PER_REPLICA * this.config.batchBytesMax + 2 * this.config.watermarkWindow * VOTE_BYTES_MAX
+    );
+  }
+
+  /** Bytes of early ordering messages held, from every sender (for tests and metrics). */
+  get earlyMessageBytes(): number {
+    let bytes = 0;
+    for (const buffered of this.earlyMessages.values()) bytes += buffered.bytes;
+    return bytes;
+  }
+
+  /**
+   * Keep an ordering message of a view this replica has not entered yet, if it could be valid
+   * there: the next view at most, a sequence number inside the window, one message per (type,
+   * view, seq) from each sender (a second PRE-PREPARE for a slot is never taken), and within the
+   * sender's byte budget. Messages left out are not lost for good: their senders retransmit them.
+   */
   private bufferEarly(replica: ReplicaId, message: LogMessage): void {
+    const view = logMessageView(message);
+    const seq = logMessageSeq(message);
+    const viewsAhead = this.status === 'view-change' ? EARLY_VIEWS_AHEAD - 1 : EARLY_VIEWS_AHEAD;
+    if (view > this.view + viewsAhead || !this.inWindow(seq)) return;
     let buffered = this.earlyMessages.get(replica);
     if (buffered === undefined) {
-      buffered = [];
+      buffered = { messages: new Map(), bytes: 0 };
       this.earlyMessages.set(replica, buffered);
     }
-    if (buffered.length >= EARLY_MESSAGES_PER_REPLICA_FACTOR * this.config.watermarkWindow) buffered.shift();
-    buffered.push(message);
+    const key = `${message.type}:${view}:${seq}`;
+    if (buffered.messages.has(key)) return;
+    const bytes = logMessageBytes(message);
+    if (buffered.bytes + bytes > this.earlyBytesPerReplicaMax) return;
+    buffered.messages.set(key, message);
+    buffered.bytes += bytes;
   }
 
   /** After entering a view: process what peers sent for it early, drop what is now stale. */
   private replayEarly(): void {
     const ready: LogMessage[] = [];
     for (const [replica, buffered] of this.earlyMessages) {
-      const later = buffered.filter((message) => logMessageView(message) > this.view);
-      ready.push(...buffered.filter((message) => logMessageView(message) === this.view));
-      if (later.length > 0) this.earlyMessages.set(replica, later);
-      else this.earlyMessages.delete(replica);
+      for (const [key, message] of buffered.messages) {
+        const view = logMessageView(message);
+        if (view > this.view) continue;
+        if (view === this.view) ready.push(message);
+        buffered.messages.delete(key);
+        buffered.bytes -= logMessageBytes(message);
+      }
+      if (buffered.messages.size === 0) this.earlyMessages.delete(replica);
     }
     for (const message of ready) this.dispatch(message);
   }
@@ -686,12 +747,13 @@ export class Replica {
     const body = prePrepare.body;
     if (body.replica !== primaryOf(body.view, this.quorums.n))
       return this.rejectBody(body, 'not-from-primary');
-    if (!this.acceptOrdering(body, { type: 'pre-prepare', prePrepare, batch })) return;
+    // What does not depend on the view is checked first, so that no early buffer holds it.
     if (batch.length > this.config.batchSizeMax) return this.rejectBody(body, 'batch-too-large');
     if (batchWireBytes(batch) > this.config.batchBytesMax)
       return this.rejectBody(body, 'batch-too-many-bytes');
     if (!bytesEqual(batchDigest(batch, this.sha256), body.digest))
       return this.rejectBody(body, 'digest-mismatch');
+    if (!this.acceptOrdering(body, { type: 'pre-prepare', prePrepare, batch })) return;
     const entry = this.entry(body.seq);
     if (entry.prePrepare !== null) {
       // Never accept two PRE-PREPAREs for one (view, seq) with different digests.
