@@ -1,10 +1,13 @@
 /**
  * Byzantine behaviours: ways a replica can lie. Each wraps an honest core and rewrites what it sends
- * (per destination, so it can equivocate) or adds traffic of its own. The simulator runs them, and
- * real replicas run them under `--byzantine` on a testnet. Deterministic given the random source.
+ * to replicas (per destination, so it can equivocate) and to clients (replies and query answers),
+ * or adds traffic of its own. The simulator runs them, and real replicas run them under
+ * `--byzantine` on a testnet. Deterministic given the random source.
  */
 import type { Sha256 } from '../crypto/types.ts';
+import { decodeResult, encodeResult, type OperationResult } from '../ledger/operations.ts';
 import { batchDigest } from '../protocol/certificates.ts';
+import type { QueryResultFrame } from '../protocol/client-protocol.ts';
 import { primaryOf } from '../protocol/config.ts';
 import {
   type Body,
@@ -16,11 +19,13 @@ import {
   type PrePrepareBody,
   type PrepareBody,
   type ReplicaId,
+  type ReplyBody,
   type RequestBody,
   type Signed,
   signBody,
   type ViewChangeBody,
 } from '../protocol/messages.ts';
+import { bytesEqual, toHex } from '../util/bytes.ts';
 
 export const BYZANTINE_BEHAVIOURS = [
   'silent',
@@ -34,6 +39,8 @@ export const BYZANTINE_BEHAVIOURS = [
   'bad-new-view',
   'flood',
   'wrong-batches',
+  'forged-replies',
+  'forged-reads',
 ] as const;
 
 export type ByzantineBehaviour = (typeof BYZANTINE_BEHAVIOURS)[number];
@@ -65,6 +72,9 @@ export interface ByzantineContext {
 /** What is actually put on the wire: a message (possibly forged) or raw bytes (garbage). */
 export type Payload = Message | Uint8Array;
 
+/** What a replica tells a client about its operations: a REPLY, or the answer to a read-only query. */
+export type ClientAnswer = { type: 'reply'; reply: ReplyBody } | QueryResultFrame;
+
 export interface ByzantineStrategy {
   readonly behaviour: ByzantineBehaviour;
   /** What to send instead of `message` to replica `to` (nothing, the same, or something else). */
@@ -73,6 +83,11 @@ export interface ByzantineStrategy {
   observe(message: Message): void;
   /** Extra traffic on every tick, as (destination, payload) pairs. */
   onTick(context: ByzantineContext): Array<{ to: ReplicaId | 'all'; payload: Payload }>;
+  /**
+   * What to send the client instead of the honest `answer` its core computed (nothing, the same, or
+   * a forgery). Replies are not signed, so a liar can say anything here under its own id.
+   */
+  toClient(answer: ClientAnswer, context: ByzantineContext): ClientAnswer[];
 }
 
 /** Most messages a replaying replica remembers. */
@@ -112,12 +127,18 @@ abstract class HonestByDefault implements ByzantineStrategy {
   onTick(_context: ByzantineContext): Array<{ to: ReplicaId | 'all'; payload: Payload }> {
     return [];
   }
+  toClient(answer: ClientAnswer, _context: ByzantineContext): ClientAnswer[] {
+    return [answer];
+  }
 }
 
-/** Sends nothing at all (a crashed or muted replica that still counts towards f). */
+/** Sends nothing at all, to replicas or clients (a muted replica that still counts towards f). */
 class Silent extends HonestByDefault {
   readonly behaviour = 'silent';
   override outgoing(): Payload[] {
+    return [];
+  }
+  override toClient(): ClientAnswer[] {
     return [];
   }
 }
@@ -387,6 +408,92 @@ class WrongBatches extends HonestByDefault {
   }
 }
 
+/**
+ * A lie about a result that keeps its shape, so a client cannot tell it from the truth by looking:
+ * a transfer that went through is reported with a balance one higher, or (for odd t) as refused for
+ * insufficient funds; a rejected transfer is reported as done; a balance is one higher, and a
+ * missing account is reported as holding 1. A function of the honest result and t alone, so that
+ * f liars forge the same bytes and vote together, the strongest lie f replicas can tell.
+ */
+export function forgeResult(result: Uint8Array, t: number): Uint8Array {
+  let honest: OperationResult;
+  try {
+    honest = decodeResult(result);
+  } catch {
+    return result; // never from an honest core; nothing plausible to forge from
+  }
+  if (honest.status === 'rejected') return encodeResult({ status: 'ok', type: 'transfer', balance: 0 });
+  if (honest.type === 'transfer') {
+    if (t % 2 === 1) {
+      return encodeResult({
+        status: 'rejected',
+        reason: 'insufficient-funds',
+        message: `balance ${honest.balance} is less than the amount ${honest.balance + 1}`,
+      });
+    }
+    return encodeResult({ ...honest, balance: honest.balance + 1 });
+  }
+  return encodeResult({ ...honest, exists: true, balance: honest.balance + 1 });
+}
+
+/**
+ * Honest towards replicas, lying in every REPLY: same view, sequence number, t and client, and a
+ * forged result (`forgeResult`). Against a client that takes fewer than f+1 matching replies.
+ */
+class ForgedReplies extends HonestByDefault {
+  readonly behaviour = 'forged-replies';
+  override toClient(answer: ClientAnswer): ClientAnswer[] {
+    if (answer.type !== 'reply') return [answer];
+    const { reply } = answer;
+    return [{ type: 'reply', reply: { ...reply, result: forgeResult(reply.result, reply.t) } }];
+  }
+}
+
+/** Read-only operations a stale-reading liar remembers answers for. */
+const FORGED_READS_REMEMBERED_MAX = 1024;
+
+/**
+ * Honest towards replicas and in replies, lying in every query answer while claiming to be up to
+ * date (its honest view and lastExecuted): it answers with the value it held before the last change
+ * it saw, true once and stale now, which a correct replica that lags may still hold and so vote
+ * for; for a value it has not seen change, a forged one (`forgeResult`). Against a read that takes
+ * fewer than 2f+1 matching answers, or counts answers from replicas behind the client's writes.
+ */
+class ForgedReads extends HonestByDefault {
+  readonly behaviour = 'forged-reads';
+  /** Hex of the query operation → the honest answer now and the one before it. */
+  private readonly answers = new Map<string, { current: Uint8Array; previous: Uint8Array | null }>();
+  override toClient(answer: ClientAnswer): ClientAnswer[] {
+    if (answer.type !== 'query-result') return [answer];
+    return [{ ...answer, result: this.staleOrForged(answer.result) }];
+  }
+  private staleOrForged(honest: Uint8Array): Uint8Array {
+    // The answer does not carry its operation; a balance names its address, which is enough.
+    const key = answerKey(honest);
+    let known = this.answers.get(key);
+    if (known === undefined) {
+      if (this.answers.size >= FORGED_READS_REMEMBERED_MAX) this.answers.clear();
+      known = { current: honest, previous: null };
+      this.answers.set(key, known);
+    } else if (!bytesEqual(known.current, honest)) {
+      known.previous = known.current;
+      known.current = honest;
+    }
+    return known.previous ?? forgeResult(honest, 0);
+  }
+}
+
+/** What a balance answer is about (its address), or the whole answer for anything else. */
+function answerKey(result: Uint8Array): string {
+  let decoded: OperationResult | null = null;
+  try {
+    decoded = decodeResult(result);
+  } catch {
+    decoded = null;
+  }
+  return toHex(decoded?.status === 'ok' && decoded.type === 'balance' ? decoded.address : result);
+}
+
 export function createStrategy(behaviour: ByzantineBehaviour): ByzantineStrategy {
   switch (behaviour) {
     case 'silent':
@@ -411,5 +518,9 @@ export function createStrategy(behaviour: ByzantineBehaviour): ByzantineStrategy
       return new Flood();
     case 'wrong-batches':
       return new WrongBatches();
+    case 'forged-replies':
+      return new ForgedReplies();
+    case 'forged-reads':
+      return new ForgedReads();
   }
 }

@@ -5,7 +5,8 @@
  * same result for it. On timeout it is retransmitted to every replica with the same t, so it can
  * never execute twice. The request counter t is reserved on disk in blocks before use, so a new
  * client process never reuses a t. A balance query asks every replica and needs 2f+1 matching
- * answers; when they differ (a transfer in flight) it falls back to an ordered request.
+ * answers from replicas that have executed this client's last committed operation; when they differ
+ * (a transfer in flight, a lagging replica, a liar) it falls back to an ordered request.
  *
  * A client talks through a ClusterConnection: its own by default, or one shared with the clients of
  * other accounts (`PbftClient.connect({ connection, key, counterFile })`).
@@ -149,6 +150,8 @@ export class PbftClient {
   /** Whether close() closes the connection (it was opened for this client alone). */
   private readonly ownsConnection: boolean;
   private closed = false;
+  /** The highest sequence number at which an operation of this client committed (read-your-writes). */
+  private seenSeq = 0;
 
   private constructor(connection: ClusterConnection, ownsConnection: boolean, options: PbftClientOptions) {
     this.connection = connection;
@@ -289,19 +292,26 @@ export class PbftClient {
   async transfer(to: string, amount: number): Promise<TransferReceipt> {
     const op = encodeOperation({ type: 'transfer', to: fromHex(to), amount });
     const { result, t, seq, view } = await this.ordered(op, 'transfer');
+    this.noteSeen(seq);
     if (result.status === 'rejected') throw new TransferRejectedError(result.reason, result.message, seq);
     if (result.type !== 'transfer')
       throw new PbftClientError('REJECTED', `unexpected ${result.type} result for a transfer`);
     return { status: 'ok', balance: result.balance, t, seq, view };
   }
 
-  /** The balance of `address` that 2f+1 replicas agree on (or, failing that, an ordered read). */
+  /**
+   * The balance of `address` that 2f+1 replicas agree on, each of them at or past the last write this
+   * client saw commit (read-your-writes); failing that, an ordered read.
+   */
   async balance(address: string): Promise<BalanceAnswer> {
     const op = encodeOperation({ type: 'balance', address: fromHex(address) });
     const quorum = 2 * this.f + 1;
+    const replicas = this.cluster.replicas.length;
+    const seen = this.seenSeq;
     const id = this.connection.newQueryId();
     const frame = encodeClientFrame({ type: 'query', id, op });
-    const votes = new Map<number, string>();
+    // Per replica: its answer, or null when it answered from before this client's last write.
+    const votes = new Map<number, string | null>();
     let answer: Uint8Array | null = null;
     try {
       answer = await this.collect(
@@ -310,19 +320,32 @@ export class PbftClient {
         CONNECT_TIMEOUT_MS,
         (replica, message) => {
           if (message.type !== 'query-result' || message.id !== id) return undefined;
-          const key = toHex(message.result);
+          // A liar may claim any lastExecuted; 2f+1 matching answers still include f+1 correct
+          // replicas, and those claim only what they have executed.
+          const key = message.lastExecuted >= seen ? toHex(message.result) : null;
           votes.set(replica, key);
-          const matching = [...votes.values()].filter((vote) => vote === key).length;
-          return matching >= quorum ? message.result : undefined;
+          const tally = new Map<string, number>();
+          for (const vote of votes.values()) if (vote !== null) tally.set(vote, (tally.get(vote) ?? 0) + 1);
+          if (key !== null && tally.get(key)! >= quorum) return message.result;
+          // No answer can reach 2f+1 any more: order the read now rather than wait out the timeout.
+          if (Math.max(0, ...tally.values()) + replicas - votes.size < quorum)
+            throw new PbftClientError('REJECTED', 'balance query: the answers cannot agree');
+          return undefined;
         },
         () => this.connection.broadcast(frame),
       );
     } catch {
-      answer = null; // replies differ or too few replicas answered: order the read instead
+      answer = null; // answers differ, are stale, or too few replicas answered: order the read instead
     }
     if (answer !== null) return balanceAnswer(decodeResult(answer), address, 'query');
-    const { result } = await this.ordered(op, 'balance');
+    const { result, seq } = await this.ordered(op, 'balance');
+    this.noteSeen(seq);
     return balanceAnswer(result, address, 'ordered');
+  }
+
+  /** An operation of this client's committed at `seq`: later reads must not answer from before it. */
+  private noteSeen(seq: number): void {
+    if (seq > this.seenSeq) this.seenSeq = seq;
   }
 
   /**

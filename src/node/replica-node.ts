@@ -14,6 +14,7 @@ import {
   type ByzantineBehaviour,
   type ByzantineContext,
   type ByzantineStrategy,
+  type ClientAnswer,
   createStrategy,
   type Payload,
 } from '../byzantine/strategies.ts';
@@ -507,16 +508,14 @@ class ReplicaRuntime implements ReplicaNode {
         return;
       case 'query': {
         const answer = this.core.query(input.op);
-        session.send(
-          encodeClientFrame({
-            type: 'query-result',
-            id: input.id,
-            replica: this.id,
-            view: answer.view,
-            lastExecuted: answer.lastExecuted,
-            result: answer.result,
-          }),
-        );
+        this.answerClient(session, {
+          type: 'query-result',
+          id: input.id,
+          replica: this.id,
+          view: answer.view,
+          lastExecuted: answer.lastExecuted,
+          result: answer.result,
+        });
         return;
       }
       case 'status': {
@@ -726,8 +725,18 @@ class ReplicaRuntime implements ReplicaNode {
       }
     }
     for (const { client, reply } of ready.replies) {
-      this.clientSessions.get(toHex(client))?.send(encodeClientFrame({ type: 'reply', reply }));
+      const session = this.clientSessions.get(toHex(client));
+      if (session !== undefined) this.answerClient(session, { type: 'reply', reply });
     }
+  }
+
+  /** A reply or query answer to a client: what the core computed, or what the liar says instead. */
+  private answerClient(session: ClientSession, answer: ClientAnswer): void {
+    if (this.liar === null) {
+      session.send(encodeClientFrame(answer));
+      return;
+    }
+    for (const told of this.liar.toClient(answer, this.liarContext())) session.send(encodeClientFrame(told));
   }
 }
 

@@ -13,6 +13,8 @@ export type ViolationKind =
   | 'conservation'
   | 'checkpoint'
   | 'client-result'
+  /** A balance a client read from query answers that no correct replica held at or after its writes. */
+  | 'client-read'
   | 'liveness'
   /** A correct replica built a frame the transport would drop. */
   | 'frame-size'
@@ -40,6 +42,12 @@ export class InvariantCheckers {
   private readonly checkpointDigest = new Map<number, string>();
   /** client:t → operation bytes, for every request a client actually issued. */
   private readonly issued = new Map<string, Uint8Array>();
+  /** client:t → the sequence number at which correct replicas executed it. */
+  private readonly seqOf = new Map<string, number>();
+  /** client → the highest sequence number of a request of its that it accepted (read-your-writes). */
+  private readonly seenBy = new Map<string, number>();
+  /** query id → what correct replicas answered it, and how far each had executed. */
+  private readonly answersTo = new Map<number, Array<{ result: Uint8Array; lastExecuted: number }>>();
 
   /** The genesis total supply, which no execution may change. */
   private readonly supply: number;
@@ -88,6 +96,7 @@ export class InvariantCheckers {
       if (executedHere.has(key))
         this.violate('exactly-once', `replica ${replica} executed ${key.slice(0, 12)}… twice`);
       executedHere.set(key, batch.seq);
+      if (!this.seqOf.has(key)) this.seqOf.set(key, batch.seq);
       const known = this.resultOf.get(key);
       if (known === undefined) this.resultOf.set(key, result);
       else if (!bytesEqual(known, result)) {
@@ -140,6 +149,38 @@ export class InvariantCheckers {
         `client accepted a result for ${key.slice(0, 12)}… that no correct replica computed`,
       );
     }
+    const seq = this.seqOf.get(key);
+    if (seq !== undefined && seq > (this.seenBy.get(toHex(client)) ?? 0)) this.seenBy.set(toHex(client), seq);
+  }
+
+  /** A correct replica answered read-only query `id` from its state after executing `lastExecuted`. */
+  onQueryAnswered(id: number, result: Uint8Array, lastExecuted: number): void {
+    let answers = this.answersTo.get(id);
+    if (answers === undefined) {
+      answers = [];
+      this.answersTo.set(id, answers);
+    }
+    answers.push({ result, lastExecuted });
+  }
+
+  /**
+   * A client accepted `result` for its query `id` on matching answers, without ordering the read: a
+   * correct replica must have answered it from a state that includes every request the client has
+   * accepted so far (read-your-writes). A forged answer, or a stale one that a lagging correct
+   * replica shares, fails this.
+   */
+  onReadAccepted(client: Uint8Array, id: number, result: Uint8Array): void {
+    const seen = this.seenBy.get(toHex(client)) ?? 0;
+    const held = (this.answersTo.get(id) ?? []).some(
+      (answer) => answer.lastExecuted >= seen && bytesEqual(answer.result, result),
+    );
+    if (!held) {
+      this.violate(
+        'client-read',
+        `client ${toHex(client).slice(0, 12)}… read an answer to query ${id} that no correct replica held at or after its last write (seq ${seen})`,
+      );
+    }
+    this.answersTo.delete(id);
   }
 
   get highestAgreedSeq(): number {

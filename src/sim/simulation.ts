@@ -13,6 +13,7 @@ import {
   type ByzantineBehaviour,
   type ByzantineContext,
   type ByzantineStrategy,
+  type ClientAnswer,
   createStrategy,
   type Payload,
 } from '../byzantine/strategies.ts';
@@ -21,7 +22,14 @@ import { sha256 } from '../crypto/index.ts';
 import type { Signer } from '../crypto/types.ts';
 import type { Genesis } from '../ledger/genesis.ts';
 import { encodeOperation, genesisSupply, Ledger } from '../ledger/index.ts';
-import { CLIENT_FRAME_SIZE_MAX_BYTES } from '../protocol/client-protocol.ts';
+import {
+  CLIENT_FRAME_SIZE_MAX_BYTES,
+  decodeClientToReplica,
+  decodeReplicaToClient,
+  encodeClientFrame,
+  type QueryResultFrame,
+  type ReplicaToClient,
+} from '../protocol/client-protocol.ts';
 import { type ProtocolConfig, primaryOf, quorums } from '../protocol/config.ts';
 import {
   applyPersistOps,
@@ -41,7 +49,7 @@ import {
 import { type Ready, Replica } from '../protocol/replica.ts';
 import { type VerifiedSignatureCache, verifyMessageSignatures } from '../protocol/verify.ts';
 import { InvariantError } from '../util/assert.ts';
-import { toHex } from '../util/bytes.ts';
+import { bytesEqual, toHex } from '../util/bytes.ts';
 import { Random } from '../util/random.ts';
 import { InvariantCheckers, type Violation } from './checkers.ts';
 import { EventQueue } from './event-queue.ts';
@@ -74,6 +82,17 @@ export interface SimulationOptions {
   behaviours?: readonly ByzantineBehaviour[];
   clients?: number;
   requestsPerClient?: number;
+  /**
+   * Chance (0-1) that a client reads a balance before its next transfer (default 0.25): a query to
+   * every replica needing 2f+1 matching answers from replicas at or past the client's last write,
+   * else an ordered read, as PbftClient.balance does. Reads are not counted in `requestsPerClient`.
+   */
+  readShare?: number;
+  /**
+   * Matching votes a client accepts (default f+1 replies, 2f+1 query answers). Only tests lower
+   * them: a client that trusts too few replicas must be caught by the checkers.
+   */
+  clientVotes?: { reply?: number; read?: number };
   safetyPhaseMs?: number;
   /** How long the healed cluster gets to complete every request. */
   livenessPhaseMs?: number;
@@ -81,6 +100,16 @@ export interface SimulationOptions {
   faults?: boolean;
   /** Which replicas lie (default: `byzantine` replicas drawn from the seed). */
   byzantineReplicas?: readonly number[];
+  /**
+   * With byzantineReplicas, the behaviour of each, in the same order (default: drawn from
+   * `behaviours`). The draw is made either way, so the rest of the run comes from the same seed.
+   */
+  liarBehaviours?: readonly ByzantineBehaviour[];
+  /**
+   * A control run: the liars are drawn from the seed as usual (the same keys, schedule and random
+   * streams) but run their honest cores, so a test can tell what the lie alone changed.
+   */
+  liarsHonest?: boolean;
   /** Scripted crashes of correct replicas, in addition to any random ones. */
   crashes?: ReadonlyArray<{ replica: number; atMs: number; downMs: number }>;
   /** Real ed25519, or keyed-hash stand-ins for fast sweeps (default 'simulated'). */
@@ -128,14 +157,52 @@ export interface SimulationResult {
   oversizedFrames: number;
   /** Messages correct replicas rejected, by reason (edge: undecodable / bad-signature; core: rule). */
   rejections: Record<string, number>;
+  /** Balance reads completed: on 2f+1 matching query answers, or through the ordered fallback. */
+  reads: { query: number; ordered: number };
+  /** What liars told clients, in replies and query answers, and what became of it. */
+  clientLies: {
+    /** Answers a liar sent that differ from what its honest core computed. */
+    forged: number;
+    /** Answers its honest core computed that a liar did not send. */
+    withheld: number;
+    /** Answers from liars that a client received and outvoted: they differ from what it accepted. */
+    outvoted: number;
+  };
+  /** The same rejections (those of delivered messages, not of ticks) by the replica that sent them. */
+  rejectionsBySender: RejectionCount[];
+  /** Liars that were the primary of a view they were in (view 0 included): they lied as primary. */
+  byzantinePrimaries: number[];
+  /**
+   * A tap on the wire, not a replica's judgement: per network sender, the PREPAREs and COMMITs
+   * delivered to correct replicas for a (view, seq, digest) that no PRE-PREPARE or NEW-VIEW ever
+   * proposed, and the CHECKPOINTs delivered to them whose state digest is not the one correct
+   * replicas took at that sequence number. Correct replicas send neither.
+   */
+  unbackedVotes: Record<number, number>;
+  falseCheckpoints: Record<number, number>;
   virtualTimeMs: number;
 }
+
+export interface RejectionCount {
+  /** The network sender (the link authenticates it), not necessarily the message's signer. */
+  from: number;
+  messageType: string;
+  reason: string;
+  /** The top-level message was signed by a replica other than `from` (relayed or replayed). */
+  relayed: boolean;
+  count: number;
+}
+
+/** CHECKPOINTs the tap keeps to judge at the end (their seq not yet taken by a correct replica). */
+const TAPPED_CHECKPOINTS_MAX = 10_000;
 
 const CLIENT_TIMEOUT_MS = 400;
 const CLIENT_TIMEOUT_MAX_MS = 3000;
 const CLIENT_BALANCE = 1_000;
 /** Pause between a client's requests, so load spreads over the safety phase and its faults. */
 const CLIENT_THINK_MAX_MS = 300;
+/** How long a client waits for 2f+1 matching query answers before it orders the read instead. */
+const QUERY_TIMEOUT_MS = 400;
 const VERIFIED_CACHE_MAX = 200_000;
 
 type SimEvent =
@@ -143,6 +210,7 @@ type SimEvent =
   | { type: 'tick'; replica: number }
   | { type: 'client-send'; client: number }
   | { type: 'client-timeout'; client: number; t: number }
+  | { type: 'query-timeout'; client: number; id: number }
   | { type: 'crash'; replica: number }
   | { type: 'restart'; replica: number }
   | { type: 'partition' }
@@ -166,8 +234,54 @@ interface SimClient {
   signer: Signer;
   t: number;
   remaining: number;
-  current: { request: Signed<RequestBody>; replies: Map<number, string>; timeoutMs: number } | null;
+  /** `read`: an ordered balance read (the fallback of a query), not one of the transfers. */
+  current: {
+    request: Signed<RequestBody>;
+    replies: Map<number, string>;
+    timeoutMs: number;
+    read: boolean;
+  } | null;
   believedView: number;
+  /** A balance query waiting for answers: per replica its answer, or null if it lagged the client. */
+  query: { id: number; op: Uint8Array; answers: Map<number, string | null> } | null;
+  /** The highest sequence number at which a request of this client committed (read-your-writes). */
+  seenSeq: number;
+}
+
+/** The network sender of a delivered message, for rejections counted per sender. */
+interface DeliveredFrom {
+  from: NodeId;
+  message: Message;
+}
+
+/** The replica that signed a message at its top level (requests, replies and BATCHes have none). */
+function signerOf(message: Message): number | undefined {
+  switch (message.type) {
+    case 'pre-prepare':
+      return message.prePrepare.body.replica;
+    case 'prepare':
+      return message.prepare.body.replica;
+    case 'commit':
+      return message.commit.body.replica;
+    case 'checkpoint':
+      return message.checkpoint.body.replica;
+    case 'view-change':
+      return message.viewChange.body.replica;
+    case 'new-view':
+      return message.newView.body.replica;
+    case 'fetch-state':
+      return message.fetchState.body.replica;
+    case 'fetch-batch':
+      return message.fetchBatch.body.replica;
+    case 'state':
+      return message.state.body.replica;
+    default:
+      return undefined;
+  }
+}
+
+function slotKey(body: { view: number; seq: number; digest: Uint8Array }): string {
+  return `${body.view}:${body.seq}:${toHex(body.digest)}`;
 }
 
 /** A bounded set: the simulator shares one verification cache among replicas to save CPU. */
@@ -188,7 +302,17 @@ export function runSimulation(options: SimulationOptions): SimulationResult {
 
 class Simulation {
   private readonly options: Required<
-    Omit<SimulationOptions, 'behaviours' | 'byzantineReplicas' | 'crashes' | 'onPersist' | 'protocol'>
+    Omit<
+      SimulationOptions,
+      | 'behaviours'
+      | 'byzantineReplicas'
+      | 'liarBehaviours'
+      | 'crashes'
+      | 'onPersist'
+      | 'protocol'
+      | 'liarsHonest'
+      | 'clientVotes'
+    >
   > & {
     protocol: Partial<Omit<ProtocolConfig, 'replicaCount'>>;
     onPersist?: (replica: number, ops: readonly PersistOp[]) => void;
@@ -196,7 +320,17 @@ class Simulation {
     byzantineReplicas?: readonly number[];
     crashes: ReadonlyArray<{ replica: number; atMs: number; downMs: number }>;
   };
+  /** Matching votes a client needs: f+1 replies, 2f+1 query answers (unless a test lowers them). */
+  private readonly votesNeeded: { reply: number; read: number };
   private readonly rejections: Record<string, number> = {};
+  private readonly rejectionsBySender = new Map<string, RejectionCount>();
+  private readonly byzantinePrimaries = new Set<number>();
+  /** slotKey of every PRE-PREPARE any replica sent, alone or inside a NEW-VIEW. */
+  private readonly proposed = new Set<string>();
+  /** seq → state digest (hex) correct replicas took there. */
+  private readonly correctCheckpoints = new Map<number, string>();
+  private readonly tappedCheckpoints: Array<{ from: NodeId; seq: number; digest: string }> = [];
+  private readonly unbackedVotes: Record<number, number> = {};
   private readonly random: Random;
   private readonly faultRandom: Random;
   private readonly clientRandom: Random;
@@ -222,12 +356,16 @@ class Simulation {
   private highestView = 0;
   private largestFrameBytes = 0;
   private oversizedFrames = 0;
+  private queriesIssued = 0;
+  private readonly reads = { query: 0, ordered: 0 };
+  private readonly clientLies = { forged: 0, withheld: 0, outvoted: 0 };
   private readonly safetyFaults: NetworkFaults;
 
   constructor(options: SimulationOptions) {
     this.options = {
       clients: 3,
       requestsPerClient: 12,
+      readShare: 0.25,
       safetyPhaseMs: 6_000,
       livenessPhaseMs: 60_000,
       faults: true,
@@ -242,6 +380,7 @@ class Simulation {
     this.scheme = signatureScheme(this.options.crypto);
     const { replicas: n, byzantine } = this.options;
     this.f = quorums(n).f;
+    this.votesNeeded = { reply: this.f + 1, read: 2 * this.f + 1, ...options.clientVotes };
     if (byzantine > this.f) throw new RangeError(`at most f = ${this.f} of ${n} replicas may be Byzantine`);
     this.config = { replicaCount: n, ...SIMULATION_PROTOCOL, ...this.options.protocol };
     this.random = new Random(options.seed);
@@ -269,7 +408,13 @@ class Simulation {
     ) {
       throw new RangeError(`byzantineReplicas must list ${byzantine} distinct replica ids below ${n}`);
     }
-    for (const id of liarIds) liars.set(id, this.random.pick(this.options.behaviours));
+    const given = options.liarBehaviours;
+    if (given !== undefined && (options.byzantineReplicas === undefined || given.length !== byzantine))
+      throw new RangeError(`liarBehaviours needs byzantineReplicas and one behaviour per liar`);
+    for (const [index, id] of liarIds.entries()) {
+      const drawn = this.random.pick(this.options.behaviours);
+      liars.set(id, given?.[index] ?? drawn);
+    }
 
     const seeds = Array.from({ length: n }, () => this.random.bytes(32));
     this.replicaKeys = seeds.map((seed) => this.scheme.publicKey(seed));
@@ -284,6 +429,8 @@ class Simulation {
         remaining: this.options.requestsPerClient,
         current: null,
         believedView: 0,
+        query: null,
+        seenSeq: 0,
       };
       this.clients.push(client);
       this.clientByKey.set(toHex(signer.publicKey), client);
@@ -305,7 +452,7 @@ class Simulation {
         core: null,
         ledger: Ledger.fromGenesis(this.genesis),
         storage: emptyDurableState(),
-        strategy: behaviour === undefined ? null : createStrategy(behaviour),
+        strategy: behaviour === undefined || options.liarsHonest ? null : createStrategy(behaviour),
         random: this.random.fork(),
       };
       this.replicas.push(replica);
@@ -313,6 +460,8 @@ class Simulation {
   }
 
   run(): SimulationResult {
+    const primaryOfView0 = this.replicas[primaryOf(0, this.options.replicas)]!;
+    if (!this.isCorrect(primaryOfView0)) this.byzantinePrimaries.add(primaryOfView0.id);
     for (const replica of this.replicas) this.boot(replica);
     for (const replica of this.replicas)
       this.queue.push(this.random.int(1, TICK_MS), { type: 'tick', replica: replica.id });
@@ -345,7 +494,9 @@ class Simulation {
       );
     }
     if (!this.allClientsDone()) {
-      const stuck = this.clients.filter((client) => client.remaining > 0 || client.current !== null);
+      const stuck = this.clients.filter(
+        (client) => client.remaining > 0 || client.current !== null || client.query !== null,
+      );
       const replicas = this.describeReplicas();
       this.checkers.violate(
         'liveness',
@@ -374,6 +525,12 @@ class Simulation {
       largestFrameBytes: this.largestFrameBytes,
       oversizedFrames: this.oversizedFrames,
       rejections: this.rejections,
+      reads: { ...this.reads },
+      clientLies: { ...this.clientLies },
+      rejectionsBySender: [...this.rejectionsBySender.values()],
+      byzantinePrimaries: [...this.byzantinePrimaries].sort((a, b) => a - b),
+      unbackedVotes: this.unbackedVotes,
+      falseCheckpoints: this.judgeTappedCheckpoints(),
       laggards,
       virtualTimeMs: this.nowMs,
     };
@@ -399,7 +556,9 @@ class Simulation {
   }
 
   private allClientsDone(): boolean {
-    return this.clients.every((client) => client.remaining === 0 && client.current === null);
+    return this.clients.every(
+      (client) => client.remaining === 0 && client.current === null && client.query === null,
+    );
   }
 
   private isCorrect(replica: SimReplica): boolean {
@@ -457,8 +616,14 @@ class Simulation {
   private handle(event: SimEvent): void {
     switch (event.type) {
       case 'deliver':
-        if (event.to < this.options.replicas) this.deliverToReplica(event.to, event.bytes);
-        else this.deliverToClient(this.clients[event.to - this.options.replicas]!, event.from, event.bytes);
+        if (event.to >= this.options.replicas) {
+          this.deliverToClient(this.clients[event.to - this.options.replicas]!, event.from, event.bytes);
+        } else if (
+          event.from < this.options.replicas ||
+          !this.answerQuery(event.to, event.from, event.bytes)
+        ) {
+          this.deliverToReplica(event.to, event.from, event.bytes);
+        }
         return;
       case 'tick': {
         const replica = this.replicas[event.replica]!;
@@ -476,6 +641,8 @@ class Simulation {
         return this.clientSend(this.clients[event.client]!);
       case 'client-timeout':
         return this.clientTimeout(this.clients[event.client]!, event.t);
+      case 'query-timeout':
+        return this.queryTimeout(this.clients[event.client]!, event.id);
       case 'crash': {
         const replica = this.replicas[event.replica]!;
         if (replica.core === null || this.inLivenessPhase) return;
@@ -533,13 +700,14 @@ class Simulation {
     }
   }
 
-  private deliverToReplica(id: number, bytes: Uint8Array): void {
+  private deliverToReplica(id: number, from: NodeId, bytes: Uint8Array): void {
     const replica = this.replicas[id]!;
     if (replica.core === null) return;
     const message = this.decode(bytes);
     if (message === null) {
       // The edge drops what does not decode; the core never sees it.
-      if (this.isCorrect(replica)) this.countRejection('undecodable');
+      if (this.isCorrect(replica))
+        this.countRejection('undecodable', { from, messageType: 'undecodable', signer: undefined });
       return;
     }
     if (message.type === 'reply') return;
@@ -550,18 +718,25 @@ class Simulation {
     };
     const signatureRejection = verifyMessageSignatures(message, context);
     if (signatureRejection !== null) {
-      if (this.isCorrect(replica)) this.countRejection(signatureRejection);
+      if (this.isCorrect(replica))
+        this.countRejection(signatureRejection, {
+          from,
+          messageType: message.type,
+          signer: signerOf(message),
+        });
       return;
     }
+    if (this.isCorrect(replica)) this.tap(from, message);
     replica.strategy?.observe(message);
     this.process(
       replica,
       this.guard(replica, () => replica.core!.step(message)),
+      { from, message },
     );
   }
 
   /** The runtime's job, done in the Ready order: persist, send, then executions and replies. */
-  private process(replica: SimReplica, ready: Ready | null): void {
+  private process(replica: SimReplica, ready: Ready | null, delivered?: DeliveredFrom): void {
     if (ready === null) return;
     applyPersistOps(replica.storage, ready.persist);
     if (ready.persist.length > 0) this.options.onPersist?.(replica.id, ready.persist);
@@ -571,6 +746,7 @@ class Simulation {
           ? this.replicas.map((r) => r.id).filter((id) => id !== replica.id)
           : [outbound.to];
       if (replica.strategy === null) {
+        this.noteProposals(outbound.message);
         const bytes = encodeMessage(outbound.message);
         for (const to of targets) this.transmit(replica.id, to, bytes);
       } else {
@@ -580,6 +756,7 @@ class Simulation {
             to,
             this.byzantineContext(replica),
           )) {
+            if (!(payload instanceof Uint8Array)) this.noteProposals(payload);
             this.transmit(replica.id, to, this.payloadBytes(payload));
           }
         }
@@ -590,18 +767,66 @@ class Simulation {
       if (correct) this.checkers.onExecuted(replica.id, batch, replica.ledger.totalSupply());
     }
     for (const event of ready.events) {
-      if (!correct) continue;
-      if (event.type === 'checkpoint-taken')
+      if (!correct) {
+        if (event.type === 'new-view-entered' && primaryOf(event.view, this.options.replicas) === replica.id)
+          this.byzantinePrimaries.add(replica.id);
+        continue;
+      }
+      if (event.type === 'checkpoint-taken') {
         this.checkers.onCheckpoint(replica.id, event.seq, event.stateDigest);
+        this.correctCheckpoints.set(event.seq, toHex(event.stateDigest));
+      }
       if (event.type === 'new-view-entered') this.highestView = Math.max(this.highestView, event.view);
       if (event.type === 'state-transferred') this.stateTransfers++;
-      if (event.type === 'message-rejected') this.countRejection(event.reason);
+      if (event.type === 'message-rejected') {
+        const sender =
+          delivered === undefined
+            ? undefined
+            : { from: delivered.from, messageType: event.messageType, signer: signerOf(delivered.message) };
+        this.countRejection(event.reason, sender);
+      }
     }
     for (const { client, reply } of ready.replies) {
       const target = this.clientByKey.get(toHex(client));
-      if (target !== undefined)
-        this.transmit(replica.id, target.node, encodeMessage({ type: 'reply', reply }));
+      if (target !== undefined) this.answerClient(replica, target, { type: 'reply', reply });
     }
+  }
+
+  /** A reply or query answer to a client: what the core computed, or what a liar says instead. */
+  private answerClient(replica: SimReplica, client: SimClient, answer: ClientAnswer): void {
+    const honest = encodeClientFrame(answer);
+    if (replica.strategy === null) {
+      this.transmit(replica.id, client.node, honest);
+      return;
+    }
+    const told = replica.strategy.toClient(answer, this.byzantineContext(replica));
+    if (told.length === 0) this.clientLies.withheld++;
+    for (const frame of told) {
+      const bytes = encodeClientFrame(frame);
+      if (!bytesEqual(bytes, honest)) this.clientLies.forged++;
+      this.transmit(replica.id, client.node, bytes);
+    }
+  }
+
+  /**
+   * A read-only query from a client, answered from the replica's current state without ordering
+   * (the runtime's onClientFrame does the same). Returns false for any other frame.
+   */
+  private answerQuery(id: number, from: NodeId, bytes: Uint8Array): boolean {
+    let frame: ReturnType<typeof decodeClientToReplica>;
+    try {
+      frame = decodeClientToReplica(bytes);
+    } catch {
+      return false;
+    }
+    if (frame.type !== 'query') return false;
+    const replica = this.replicas[id]!;
+    const client = this.clients[from - this.options.replicas];
+    if (replica.core === null || client === undefined) return true;
+    const answer = replica.core.query(frame.op);
+    if (this.isCorrect(replica)) this.checkers.onQueryAnswered(frame.id, answer.result, answer.lastExecuted);
+    this.answerClient(replica, client, { type: 'query-result', id: frame.id, replica: id, ...answer });
+    return true;
   }
 
   private decode(bytes: Uint8Array): Message | null {
@@ -617,8 +842,51 @@ class Simulation {
     return message;
   }
 
-  private countRejection(reason: string): void {
+  /** `sender`: who delivered the rejected message (absent for rejections raised by a tick). */
+  private countRejection(
+    reason: string,
+    sender?: { from: NodeId; messageType: string; signer: number | undefined },
+  ): void {
     this.rejections[reason] = (this.rejections[reason] ?? 0) + 1;
+    if (sender === undefined) return;
+    const { from, messageType, signer } = sender;
+    const relayed = signer !== undefined && signer !== from;
+    const key = `${from}|${messageType}|${reason}|${relayed}`;
+    const counted = this.rejectionsBySender.get(key);
+    if (counted !== undefined) counted.count++;
+    else this.rejectionsBySender.set(key, { from, messageType, reason, relayed, count: 1 });
+  }
+
+  /** Remember what a replica proposed, so the tap can tell a vote for a digest nobody proposed. */
+  private noteProposals(message: Message): void {
+    if (message.type === 'pre-prepare') this.proposed.add(slotKey(message.prePrepare.body));
+    if (message.type === 'new-view') {
+      for (const prePrepare of message.newView.body.prePrepares) this.proposed.add(slotKey(prePrepare.body));
+    }
+  }
+
+  /** The tap on an authenticated message delivered to a correct replica (see unbackedVotes). */
+  private tap(from: NodeId, message: Message): void {
+    if (message.type === 'prepare' || message.type === 'commit') {
+      const body = message.type === 'prepare' ? message.prepare.body : message.commit.body;
+      if (!this.proposed.has(slotKey(body))) this.unbackedVotes[from] = (this.unbackedVotes[from] ?? 0) + 1;
+      return;
+    }
+    if (message.type !== 'checkpoint') return;
+    const { seq, stateDigest } = message.checkpoint.body;
+    // Far beyond anything executed (a flood's): no correct replica will take it, nothing to judge.
+    if (seq > this.checkers.highestAgreedSeq + this.config.watermarkWindow) return;
+    if (this.tappedCheckpoints.length < TAPPED_CHECKPOINTS_MAX)
+      this.tappedCheckpoints.push({ from, seq, digest: toHex(stateDigest) });
+  }
+
+  private judgeTappedCheckpoints(): Record<number, number> {
+    const counts: Record<number, number> = {};
+    for (const { from, seq, digest } of this.tappedCheckpoints) {
+      const correct = this.correctCheckpoints.get(seq);
+      if (correct !== undefined && correct !== digest) counts[from] = (counts[from] ?? 0) + 1;
+    }
+    return counts;
   }
 
   private payloadBytes(payload: Payload): Uint8Array {
@@ -671,6 +939,7 @@ class Simulation {
   private byzantineTick(replica: SimReplica): void {
     if (replica.strategy === null || replica.core === null) return;
     for (const { to, payload } of replica.strategy.onTick(this.byzantineContext(replica))) {
+      if (!(payload instanceof Uint8Array)) this.noteProposals(payload);
       const bytes = this.payloadBytes(payload);
       const targets = to === 'all' ? this.replicas.map((r) => r.id).filter((id) => id !== replica.id) : [to];
       for (const target of targets) this.transmit(replica.id, target, bytes);
@@ -678,11 +947,15 @@ class Simulation {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Clients: one outstanding request each; f+1 matching replies complete it.
+  // Clients: one outstanding request or query each; f+1 matching replies complete a request, 2f+1
+  // matching answers from replicas at or past the client's last write complete a query.
 
   private clientSend(client: SimClient): void {
-    if (client.current !== null || client.remaining === 0) return;
-    client.t++;
+    if (client.current !== null || client.query !== null || client.remaining === 0) return;
+    if (this.options.readShare > 0 && this.clientRandom.chance(this.options.readShare)) {
+      this.clientQuery(client);
+      return;
+    }
     const recipients = this.clients.filter((other) => other !== client);
     const roll = this.clientRandom.int(0, 99);
     const to =
@@ -699,12 +972,18 @@ class Simulation {
       this.clientRandom.int(0, 999) < this.options.largeOperationShare * 1000
         ? this.clientRandom.bytes(OPERATION_SIZE_MAX_BYTES)
         : encodeOperation({ type: 'transfer', to, amount });
+    this.clientRequest(client, op, false);
+  }
+
+  /** Sign and send a request to the believed primary; `read`: an ordered balance read. */
+  private clientRequest(client: SimClient, op: Uint8Array, read: boolean): void {
+    client.t++;
     const request = signBody<RequestBody>(
       { type: 'request', client: client.signer.publicKey, t: client.t, op },
       (bytes) => client.signer.sign(bytes),
     );
     this.checkers.recordIssued(client.signer.publicKey, client.t, op);
-    client.current = { request, replies: new Map(), timeoutMs: CLIENT_TIMEOUT_MS };
+    client.current = { request, replies: new Map(), timeoutMs: CLIENT_TIMEOUT_MS, read };
     const primary = primaryOf(client.believedView, this.options.replicas);
     this.transmit(client.node, primary, encodeMessage({ type: 'request', request }));
     this.queue.push(this.nowMs + CLIENT_TIMEOUT_MS, {
@@ -724,21 +1003,85 @@ class Simulation {
     this.queue.push(this.nowMs + current.timeoutMs, { type: 'client-timeout', client: client.index, t });
   }
 
+  /** A balance query to every replica: the client's own account, or another client's. */
+  private clientQuery(client: SimClient): void {
+    const others = this.clients.filter((other) => other !== client);
+    const whose =
+      others.length > 0 && this.clientRandom.chance(0.5) ? this.clientRandom.pick(others) : client;
+    const op = encodeOperation({ type: 'balance', address: whose.signer.publicKey });
+    const id = ++this.queriesIssued;
+    client.query = { id, op, answers: new Map() };
+    const bytes = encodeClientFrame({ type: 'query', id, op });
+    for (const replica of this.replicas) this.transmit(client.node, replica.id, bytes);
+    this.queue.push(this.nowMs + QUERY_TIMEOUT_MS, { type: 'query-timeout', client: client.index, id });
+  }
+
+  private queryTimeout(client: SimClient, id: number): void {
+    if (client.query?.id === id) this.orderedRead(client);
+  }
+
+  /** The query did not settle: order the read through PBFT instead, as PbftClient.balance does. */
+  private orderedRead(client: SimClient): void {
+    const { op } = client.query!;
+    client.query = null;
+    this.clientRequest(client, op, true);
+  }
+
+  private onQueryAnswer(client: SimClient, from: NodeId, answer: QueryResultFrame): void {
+    const query = client.query;
+    if (query === null || answer.id !== query.id || answer.replica !== from) return;
+    // An answer from before this client's last write does not count (read-your-writes).
+    const key = answer.lastExecuted >= client.seenSeq ? toHex(answer.result) : null;
+    query.answers.set(from, key);
+    const tally = new Map<string, number>();
+    for (const vote of query.answers.values()) if (vote !== null) tally.set(vote, (tally.get(vote) ?? 0) + 1);
+    const quorum = this.votesNeeded.read;
+    if (key !== null && tally.get(key)! >= quorum) {
+      this.checkers.onReadAccepted(client.signer.publicKey, query.id, answer.result);
+      this.reads.query++;
+      this.countOutvoted(query.answers, key);
+      client.query = null;
+      this.clientThinks(client);
+    } else if (Math.max(0, ...tally.values()) + this.options.replicas - query.answers.size < quorum) {
+      this.orderedRead(client);
+    }
+  }
+
+  /** Liars' votes that differ from what the client accepted. */
+  private countOutvoted(votes: ReadonlyMap<number, string | null>, accepted: string): void {
+    for (const [replica, vote] of votes)
+      if (vote !== accepted && !this.isCorrect(this.replicas[replica]!)) this.clientLies.outvoted++;
+  }
+
   private deliverToClient(client: SimClient, from: NodeId, bytes: Uint8Array): void {
+    let frame: ReplicaToClient;
+    try {
+      frame = decodeReplicaToClient(bytes);
+    } catch {
+      return;
+    }
+    if (frame.type === 'query-result') return this.onQueryAnswer(client, from, frame);
     const current = client.current;
-    if (current === null) return;
-    const message = this.decode(bytes);
-    if (message === null || message.type !== 'reply') return;
-    const { reply } = message;
+    if (current === null || frame.type !== 'reply') return;
+    const { reply } = frame;
     // The channel authenticates the sender, so a reply counts only for the replica that sent it.
     if (reply.replica !== from || reply.t !== current.request.body.t) return;
-    current.replies.set(from, toHex(reply.result));
-    const matching = [...current.replies.values()].filter((result) => result === toHex(reply.result)).length;
-    if (matching < this.f + 1) return;
+    // Correct replicas agree on the sequence number as well as the result (PbftClient votes alike).
+    const key = `${reply.seq}:${toHex(reply.result)}`;
+    current.replies.set(from, key);
+    const matching = [...current.replies.values()].filter((vote) => vote === key).length;
+    if (matching < this.votesNeeded.reply) return;
     this.checkers.onClientAccepted(client.signer.publicKey, reply.t, reply.result);
+    this.countOutvoted(current.replies, key);
     client.current = null;
-    client.remaining--;
+    client.seenSeq = Math.max(client.seenSeq, reply.seq);
+    if (current.read) this.reads.ordered++;
+    else client.remaining--;
     client.believedView = Math.max(client.believedView, reply.view);
+    this.clientThinks(client);
+  }
+
+  private clientThinks(client: SimClient): void {
     this.queue.push(this.nowMs + this.clientRandom.int(0, CLIENT_THINK_MAX_MS), {
       type: 'client-send',
       client: client.index,

@@ -21,6 +21,8 @@ export const TEST_PORT_RANGES = {
   'test/e2e/cluster.test.ts': { first: 20_000, last: 20_999 },
   'test/e2e/byzantine.test.ts': { first: 21_000, last: 21_999 },
   'test/e2e/byzantine-behaviours.test.ts': { first: 22_000, last: 22_999 },
+  // 23000-23019 is `npm run bench`'s default.
+  'test/e2e/lying-to-clients.test.ts': { first: 23_200, last: 23_999 },
   'test/e2e/verify-workers.test.ts': { first: 24_000, last: 24_999 },
   'test/unit/cli/process-groups.test.ts': { first: 26_800, last: 26_999 },
   'test/bench/bench.test.ts': { first: 27_000, last: 27_999 },
