@@ -14,16 +14,18 @@ import { decode, encode, type Token, Tokenizer, Type } from 'cborg';
 /** Largest frame any decoder in pbft accepts. Bounds memory per message from an untrusted peer. */
 export const FRAME_SIZE_MAX_BYTES = 8 * 1024 * 1024;
 
-export type CodecErrorCode =
-  | 'FRAME_TOO_LARGE'
-  | 'MALFORMED_CBOR'
-  | 'NON_CANONICAL'
-  | 'UNKNOWN_FIELD'
-  | 'MISSING_FIELD'
-  | 'WRONG_TYPE'
-  | 'WRONG_LENGTH'
-  | 'OUT_OF_RANGE'
-  | 'UNKNOWN_TYPE';
+export const CODEC_ERROR_CODES = [
+  'FRAME_TOO_LARGE',
+  'MALFORMED_CBOR',
+  'NON_CANONICAL',
+  'UNKNOWN_FIELD',
+  'MISSING_FIELD',
+  'WRONG_TYPE',
+  'WRONG_LENGTH',
+  'OUT_OF_RANGE',
+  'UNKNOWN_TYPE',
+] as const;
+export type CodecErrorCode = (typeof CODEC_ERROR_CODES)[number];
 
 /** One error class for every decoding failure; `code` is stable and used as a metrics label. */
 export class CodecError extends Error {

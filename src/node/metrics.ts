@@ -4,12 +4,31 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { CODEC_ERROR_CODES } from '../codec/cbor.ts';
+import { MESSAGE_TYPES } from '../protocol/messages.ts';
+import { BATCH_REJECTIONS, CORE_REJECTION_REASONS, SIGNATURE_REJECTIONS } from '../protocol/rejections.ts';
+import { VIEW_CHANGE_REASONS } from '../protocol/replica.ts';
 
 /** Batch sizes are counted in requests; buckets up to the largest batch the protocol allows. */
 const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 /** Commit latency from a request's arrival at this replica to its execution. */
 const COMMIT_LATENCY_BUCKETS_SECONDS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10];
 const STORAGE_WRITE_BUCKETS_SECONDS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5];
+
+/** Every `reason` of pbft_invalid_messages_total: the codec's, the edge's and the core's. */
+export const INVALID_MESSAGE_REASONS: readonly string[] = [
+  ...new Set<string>([
+    ...CODEC_ERROR_CODES,
+    'undecodable', // a frame the decoder failed on without a code of its own
+    ...SIGNATURE_REJECTIONS,
+    ...BATCH_REJECTIONS,
+    ...CORE_REJECTION_REASONS,
+  ]),
+];
+/** Where signatures are checked: on the event loop or in `runtime.verifyWorkers` threads. */
+export const SIGNATURE_THREADS = ['event-loop', 'worker'] as const;
+/** Where admission control answers busy: the edge's inbox or the core's pending table. */
+export const BUSY_WHERE = ['inbox', 'pending'] as const;
 
 export class ReplicaMetrics {
   readonly registry = new Registry();
@@ -120,6 +139,19 @@ export class ReplicaMetrics {
   });
 
   private server: Server | null = null;
+
+  constructor() {
+    // Every known label value exists from the first scrape, at 0: rate() and alert rules over a
+    // labelled counter see 0 rather than no series at all until the first event.
+    for (const reason of VIEW_CHANGE_REASONS) this.viewChanges.inc({ reason }, 0);
+    for (const type of MESSAGE_TYPES) {
+      this.messagesReceived.inc({ type }, 0);
+      this.messagesSent.inc({ type }, 0);
+    }
+    for (const reason of INVALID_MESSAGE_REASONS) this.invalidMessages.inc({ reason }, 0);
+    for (const thread of SIGNATURE_THREADS) this.signaturesVerified.inc({ thread }, 0);
+    for (const where of BUSY_WHERE) this.requestsBusy.inc({ where }, 0);
+  }
 
   /** Serve GET /metrics on 127.0.0.1:port (port 0 = do not serve). Returns the URL, if any. */
   async serve(port: number): Promise<string | null> {

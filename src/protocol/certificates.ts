@@ -15,6 +15,7 @@ import type {
   Signed,
   ViewChangeBody,
 } from './messages.ts';
+import type { CertificateRejection } from './rejections.ts';
 
 /** Digest of one client request: SHA-256 of its canonical signed bytes. */
 export function requestDigest(request: Signed<RequestBody>, sha256: Sha256): Uint8Array {
@@ -37,20 +38,7 @@ export interface CertificateContext {
 }
 
 /** Why a certificate was rejected; stable strings, used as metrics labels. */
-export type CertificateRejection =
-  | 'checkpoint-proof-not-empty-at-genesis'
-  | 'checkpoint-seq-not-on-interval'
-  | 'checkpoint-proof-too-small'
-  | 'checkpoint-proof-mismatch'
-  | 'checkpoint-proof-duplicate-signer'
-  | 'prepared-view-too-high'
-  | 'prepared-not-from-primary'
-  | 'prepared-outside-window'
-  | 'prepared-too-few-prepares'
-  | 'prepared-prepare-mismatch'
-  | 'prepared-prepare-from-primary'
-  | 'prepared-duplicate-seq'
-  | 'replica-out-of-range';
+export type { CertificateRejection };
 
 export type CheckResult<T> = { ok: true; value: T } | { ok: false; reason: CertificateRejection };
 

@@ -57,6 +57,7 @@ import {
   signBody,
   type ViewChangeBody,
 } from './messages.ts';
+import type { CoreRejectionReason } from './rejections.ts';
 import type { StateMachine } from './state-machine.ts';
 
 /** VIEW-CHANGEs kept per sender, for its most recent views only: bounds memory under floods. */
@@ -120,7 +121,9 @@ export interface ExecutedBatch {
   requests: ExecutedRequest[];
 }
 
-export type ViewChangeReason = 'timeout' | 'joined' | 'behind';
+/** Why a replica started a view change (`pbft_view_changes_total{reason}`). */
+export const VIEW_CHANGE_REASONS = ['timeout', 'joined', 'behind'] as const;
+export type ViewChangeReason = (typeof VIEW_CHANGE_REASONS)[number];
 
 export type ReplicaEvent =
   | { type: 'view-change-started'; view: number; reason: ViewChangeReason }
@@ -136,7 +139,7 @@ export type ReplicaEvent =
   | { type: 'request-busy'; client: Uint8Array; t: number }
   /** A request whose t is below the client's last executed t: it can never execute. */
   | { type: 'request-stale'; client: Uint8Array; t: number; lastExecutedT: number }
-  | { type: 'message-rejected'; messageType: Message['type']; reason: string };
+  | { type: 'message-rejected'; messageType: Message['type']; reason: CoreRejectionReason };
 
 /** What one step asks of the runtime, in the order it must be done. */
 export interface Ready {
@@ -486,11 +489,11 @@ export class Replica {
     }
   }
 
-  private reject(message: Message, reason: string): void {
+  private reject(message: Message, reason: CoreRejectionReason): void {
     this.out.events.push({ type: 'message-rejected', messageType: message.type, reason });
   }
 
-  private rejectBody(body: Body, reason: string): void {
+  private rejectBody(body: Body, reason: CoreRejectionReason): void {
     this.out.events.push({ type: 'message-rejected', messageType: body.type, reason });
   }
 

@@ -12,6 +12,7 @@ import type {
   Signed,
   ViewChangeBody,
 } from './messages.ts';
+import type { SignatureRejection } from './rejections.ts';
 
 /**
  * (message digest, signature, public key) triples already verified. The digest of the signed bytes
@@ -30,7 +31,7 @@ export interface SignatureContext {
   cache?: { verified: VerifiedSignatureCache; sha256: Sha256 };
 }
 
-export type SignatureRejection = 'unknown-replica' | 'bad-signature';
+export type { SignatureRejection };
 
 function signerKey(body: Body, context: SignatureContext): Uint8Array | undefined {
   return body.type === 'request' ? body.client : context.replicaKeys[body.replica];
