@@ -225,6 +225,7 @@ export class PbftClient {
       account.signer.sign(bytes),
     );
     const frame = encodeClientFrame({ type: 'request', request });
+    const accountHex = toHex(account.publicKey);
     // Frames on this route answer (client, t): the connection matched both before they get here.
     // Correct replicas agree on the sequence number and the result; they may reply from different
     // views (around a view change), so the view is not part of the vote.
@@ -271,7 +272,7 @@ export class PbftClient {
         // every retry to all replicas (backups forward and start timers).
         if (attempt === 0) {
           sentToPrimaries++;
-          this.connection.sendToPrimary(frame);
+          this.connection.sendRequest(accountHex, frame);
         } else {
           if (!retransmitted) this.connection.backOffRequestRetry(firstRetryMs);
           retransmitted = true;

@@ -27,6 +27,11 @@ import { RetransmitTimeout } from './retransmit-timeout.ts';
  */
 export const REQUEST_RETRY_MS = 1_000;
 export const REQUEST_RETRY_MAX_MS = 8_000;
+/**
+ * Accounts remembered as presented to every replica (`sendRequest`); past this many the memory
+ * starts over, which costs each account one more broadcast. Replicas remember 10,000 clients.
+ */
+const PRESENTED_ACCOUNTS_MAX = 10_000;
 /** Connecting to one replica gives up after this long. */
 export const CONNECT_TIMEOUT_MS = 3_000;
 
@@ -72,6 +77,14 @@ export class ClusterConnection {
   private readonly transport: ClientTransport;
   private readonly connections = new Map<number, ClientConnection>();
   private readonly routes = new Map<string, Route>();
+  /**
+   * Accounts whose requests every replica has seen on its current stream from this connection.
+   * A replica answers an account on the streams that presented its requests, so the first request
+   * of an account goes to every replica, not only the primary; otherwise only the primary could
+   * answer it and it would wait for its retransmission timeout (a whole second for every new
+   * client, and all of a freshly started load at once).
+   */
+  private readonly presentedEverywhere = new Set<string>();
   /** The highest view f+1 matching replies have shown: new requests go to its primary first. */
   private believedView = 0;
   private nextQueryId = 1;
@@ -155,6 +168,8 @@ export class ClusterConnection {
       });
       connection.onFrame((frame) => this.onFrame(id, frame));
       this.connections.set(id, connection);
+      // A new stream is a new session at that replica: every account presents itself again.
+      this.presentedEverywhere.clear();
       return connection;
     } catch {
       this.connections.delete(id);
@@ -192,6 +207,20 @@ export class ClusterConnection {
     this.believedView = view;
     if (primaryOf(view, replicas) === primaryBefore) return;
     for (const route of [...this.routes.values()]) route.onNewPrimary();
+  }
+
+  /**
+   * The first send of an ordered request of `account` (hex): to the primary, or to every replica
+   * if this account has not presented a request to each of them on their current streams yet.
+   */
+  sendRequest(account: string, frame: Uint8Array): void {
+    if (this.presentedEverywhere.has(account)) {
+      this.sendToPrimary(frame);
+      return;
+    }
+    if (this.presentedEverywhere.size >= PRESENTED_ACCOUNTS_MAX) this.presentedEverywhere.clear();
+    this.presentedEverywhere.add(account);
+    this.broadcast(frame);
   }
 
   /** To the primary of the view of `noteView`. */

@@ -53,6 +53,7 @@ import type { ReplicaStorage } from '../storage/storage.ts';
 import { type ClientSession, createReplicaTransport, type ReplicaTransport } from '../transport/index.ts';
 import { bytesEqual, fromHex, toHex } from '../util/bytes.ts';
 import { Random } from '../util/random.ts';
+import { ClientSessions } from './client-sessions.ts';
 import { type ClusterConfig, ConfigFileError, readClusterConfig } from './cluster-config.ts';
 import { InOrderRelease } from './in-order.ts';
 import { ReplicaMetrics } from './metrics.ts';
@@ -70,8 +71,10 @@ const INBOX_LENGTH_MAX = 50_000;
 const CLIENT_ADMISSION_WAITING_MAX = 10_000;
 /** Verified (digest, signature, key) triples remembered: every signature is checked once. */
 const VERIFIED_SIGNATURES_MAX = 200_000;
-/** Client sessions remembered for routing replies (the most recent session per client key). */
+/** Client keys whose sessions are remembered for routing replies (least recently used forgotten). */
 const CLIENT_SESSIONS_MAX = 10_000;
+/** Sessions answered per client key: the most recent that presented its requests (client-sessions.ts). */
+const SESSIONS_PER_CLIENT_MAX = 4;
 /** After a long pause (SIGSTOP, GC) at most this many ticks are delivered at once. */
 const CATCH_UP_TICKS_MAX = 1_000;
 /** Arrival times kept for the commit-latency histogram (requests not yet executed). */
@@ -196,7 +199,10 @@ class ReplicaRuntime implements ReplicaNode {
   /** Messages being verified by the pool, released to the core in arrival order. */
   private readonly inOrder = new InOrderRelease();
   private readonly transport: ReplicaTransport;
-  private readonly clientSessions = new BoundedCache<string, ClientSession>(CLIENT_SESSIONS_MAX);
+  private readonly clientSessions = new ClientSessions<ClientSession>(
+    CLIENT_SESSIONS_MAX,
+    SESSIONS_PER_CLIENT_MAX,
+  );
   readonly metrics = new ReplicaMetrics();
   /** client:t → when the request first reached this replica (performance.now(), ms). */
   private readonly arrivals = new BoundedCache<string, number>(ARRIVALS_TRACKED_MAX);
@@ -500,7 +506,7 @@ class ReplicaRuntime implements ReplicaNode {
             session.send(this.requestErrorFrame({ client, t }, 'bad-signature'));
             return;
           }
-          this.clientSessions.set(toHex(input.request.body.client), session);
+          this.clientSessions.bind(toHex(input.request.body.client), session);
           this.metrics.messagesReceived.inc({ type: 'request' });
           this.noteArrival(input.request.body);
           this.enqueue({ kind: 'message', message: input });
@@ -705,7 +711,8 @@ class ReplicaRuntime implements ReplicaNode {
               ? 'busy'
               : event.reason;
         if (reason === 'busy') this.metrics.requestsBusy.inc({ where: 'pending' });
-        this.clientSessions.get(toHex(event.client))?.send(this.requestErrorFrame(event, reason));
+        const frame = this.requestErrorFrame(event, reason);
+        for (const session of this.clientSessions.of(toHex(event.client))) session.send(frame);
         continue;
       }
       if (event.type === 'view-change-started') this.metrics.viewChanges.inc({ reason: event.reason });
@@ -725,8 +732,8 @@ class ReplicaRuntime implements ReplicaNode {
       }
     }
     for (const { client, reply } of ready.replies) {
-      const session = this.clientSessions.get(toHex(client));
-      if (session !== undefined) this.answerClient(session, { type: 'reply', reply });
+      for (const session of this.clientSessions.of(toHex(client)))
+        this.answerClient(session, { type: 'reply', reply });
     }
   }
 

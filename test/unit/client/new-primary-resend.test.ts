@@ -26,21 +26,25 @@ afterAll(async () => {
 
 it('a request waiting on a crashed primary is sent to the new primary as soon as the view moves on', async () => {
   dir = await mkdtemp(join(tmpdir(), 'pbft-new-primary-'));
-  /** Copies of the request each replica received. */
+  /** Copies of the second request (t = 2) each replica received. */
   const copies = [0, 0, 0, 0];
   let firstCopyToReplica1: number[] | null = null;
+  let primaryCrashed = false;
   const answer = (id: number, session: ClientSession, frame: Uint8Array): void => {
     const input = decodeClientToReplica(frame);
     if (input.type !== 'request') return;
-    copies[id]!++;
-    if (id === 1 && firstCopyToReplica1 === null) firstCopyToReplica1 = [...copies];
-    if (id === 0) return; // the primary of view 0 has crashed
     const { client, t } = input.request.body;
+    if (t === 2) {
+      copies[id]!++;
+      if (id === 1 && firstCopyToReplica1 === null) firstCopyToReplica1 = [...copies];
+    }
+    if (id === 0 && primaryCrashed) return;
     const result = encodeResult({ status: 'ok', type: 'transfer', balance: 9 });
+    const view = primaryCrashed ? 1 : 0;
     session.send(
       encodeClientFrame({
         type: 'reply',
-        reply: { type: 'reply', view: 1, seq: 7, t, client, replica: id, result },
+        reply: { type: 'reply', view, seq: 6 + t, t, client, replica: id, result },
       }),
     );
   };
@@ -52,15 +56,18 @@ it('a request waiting on a crashed primary is sent to the new primary as soon as
       counterFile: join(dir, 'client.counter'),
       timeoutMs: 20_000,
     });
+    // The account's first request goes to every replica (each learns the session to answer).
+    await expect(client.transfer('ab'.repeat(32), 1)).resolves.toMatchObject({ seq: 7, view: 0 });
+    primaryCrashed = true;
     const transfer = client.transfer('ab'.repeat(32), 1);
     await until(() => copies[0] === 1);
     // Another account's request on this connection was answered by f+1 replicas in view 1.
     connection.noteView(1);
     const receipt = await transfer;
-    expect(receipt).toMatchObject({ status: 'ok', seq: 7, view: 1 });
-    // The first copy replica 1 (primary of view 1) received was the resend to it alone, not the
-    // retransmission to everyone: replicas 2 and 3 had none yet, the old primary only the first
-    // send (a retransmission reaches replica 0 before replica 1).
+    expect(receipt).toMatchObject({ status: 'ok', seq: 8, view: 1 });
+    // The first copy of the second request that replica 1 (primary of view 1) received was the
+    // resend to it alone, not the retransmission to everyone: replicas 2 and 3 had none yet, the
+    // old primary only the first send (a retransmission reaches replica 0 before replica 1).
     expect(firstCopyToReplica1).toEqual([1, 1, 0, 0]);
   } finally {
     await stop();
