@@ -28,8 +28,8 @@ import { RetransmitTimeout } from './retransmit-timeout.ts';
 export const REQUEST_RETRY_MS = 1_000;
 export const REQUEST_RETRY_MAX_MS = 8_000;
 /**
- * Accounts remembered as presented to every replica (`sendRequest`); past this many the memory
- * starts over, which costs each account one more broadcast. Replicas remember 10,000 clients.
+ * Accounts remembered as presented to one replica (`sendRequest`); past this many the memory
+ * starts over, which costs each account one more send there. Replicas remember 10,000 clients.
  */
 const PRESENTED_ACCOUNTS_MAX = 10_000;
 /** Connecting to one replica gives up after this long. */
@@ -78,13 +78,14 @@ export class ClusterConnection {
   private readonly connections = new Map<number, ClientConnection>();
   private readonly routes = new Map<string, Route>();
   /**
-   * Accounts whose requests every replica has seen on its current stream from this connection.
-   * A replica answers an account on the streams that presented its requests, so the first request
-   * of an account goes to every replica, not only the primary; otherwise only the primary could
-   * answer it and it would wait for its retransmission timeout (a whole second for every new
-   * client, and all of a freshly started load at once).
+   * Per replica, the accounts that have presented a request on its current stream. A replica
+   * answers an account on the streams that presented its requests, so an account's first request
+   * goes to every replica that has not seen it, not only the primary; otherwise only the primary
+   * could answer it and it would wait for its retransmission timeout (a whole second for every
+   * new client, and all of a freshly started load at once). Per replica, so that a replica that
+   * reconnects gets each account's next request without every other replica getting it again.
    */
-  private readonly presentedEverywhere = new Set<string>();
+  private readonly presentedTo = new Map<number, Set<string>>();
   /** The highest view f+1 matching replies have shown: new requests go to its primary first. */
   private believedView = 0;
   private nextQueryId = 1;
@@ -169,7 +170,7 @@ export class ClusterConnection {
       connection.onFrame((frame) => this.onFrame(id, frame));
       this.connections.set(id, connection);
       // A new stream is a new session at that replica: every account presents itself again.
-      this.presentedEverywhere.clear();
+      this.presentedTo.delete(id);
       return connection;
     } catch {
       this.connections.delete(id);
@@ -210,17 +211,25 @@ export class ClusterConnection {
   }
 
   /**
-   * The first send of an ordered request of `account` (hex): to the primary, or to every replica
-   * if this account has not presented a request to each of them on their current streams yet.
+   * The first send of an ordered request of `account` (hex): to the primary, and to every other
+   * replica this account has not presented a request to on its current stream yet.
    */
   sendRequest(account: string, frame: Uint8Array): void {
-    if (this.presentedEverywhere.has(account)) {
-      this.sendToPrimary(frame);
-      return;
+    const primary = primaryOf(this.believedView, this.cluster.replicas.length);
+    for (const replica of this.cluster.replicas) {
+      let presented = this.presentedTo.get(replica.id);
+      if (presented === undefined) {
+        presented = new Set();
+        this.presentedTo.set(replica.id, presented);
+      }
+      if (presented.has(account)) {
+        if (replica.id === primary) this.sendTo(replica.id, frame);
+        continue;
+      }
+      if (presented.size >= PRESENTED_ACCOUNTS_MAX) presented.clear();
+      presented.add(account);
+      this.sendTo(replica.id, frame);
     }
-    if (this.presentedEverywhere.size >= PRESENTED_ACCOUNTS_MAX) this.presentedEverywhere.clear();
-    this.presentedEverywhere.add(account);
-    this.broadcast(frame);
   }
 
   /** To the primary of the view of `noteView`. */
