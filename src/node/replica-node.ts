@@ -514,7 +514,7 @@ class ReplicaRuntime implements ReplicaNode {
         return;
       case 'query': {
         const answer = this.core.query(input.op);
-        this.answerClient(session, {
+        this.answerClient([session], {
           type: 'query-result',
           id: input.id,
           replica: this.id,
@@ -732,18 +732,19 @@ class ReplicaRuntime implements ReplicaNode {
       }
     }
     for (const { client, reply } of ready.replies) {
-      for (const session of this.clientSessions.of(toHex(client)))
-        this.answerClient(session, { type: 'reply', reply });
+      this.answerClient(this.clientSessions.of(toHex(client)), { type: 'reply', reply });
     }
   }
 
-  /** A reply or query answer to a client: what the core computed, or what the liar says instead. */
-  private answerClient(session: ClientSession, answer: ClientAnswer): void {
-    if (this.liar === null) {
-      session.send(encodeClientFrame(answer));
-      return;
-    }
-    for (const told of this.liar.toClient(answer, this.liarContext())) session.send(encodeClientFrame(told));
+  /**
+   * A reply or query answer to a client, on each of `sessions`: what the core computed, or what
+   * the liar says instead (encoded once for all of them).
+   */
+  private answerClient(sessions: readonly ClientSession[], answer: ClientAnswer): void {
+    if (sessions.length === 0) return;
+    const told = this.liar === null ? [answer] : this.liar.toClient(answer, this.liarContext());
+    const frames = told.map((frame) => encodeClientFrame(frame));
+    for (const session of sessions) for (const frame of frames) session.send(frame);
   }
 }
 
