@@ -302,7 +302,13 @@ export class Replica {
    * when that request executes and another is still pending, not when other batches execute, so a
    * primary that orders everyone else's requests (or empty batches) cannot censor one client.
    */
-  private timedRequest: { clientHex: string; t: number } | null = null;
+  private timedRequest: { clientHex: string; t: number; sinceTick: number } | null = null;
+  /**
+   * Whether the batches just executed held requests this replica had pending besides the timed
+   * one: the primary is working through what the backup knows is waiting, which (unlike empty
+   * batches, or requests only the primary had) restarts the timer, up to a bound.
+   */
+  private pendingProgress = false;
   private timeoutTicks: number;
   private readonly newViewSentAtTick = new Map<ReplicaId, number>();
   private readonly viewChangeSentAtTick = new Map<ReplicaId, number>();
@@ -965,9 +971,10 @@ export class Replica {
     this.timeoutTicks = this.config.viewChangeTimeoutTicks;
     if (this.status === 'normal') {
       if (this.pending.size === 0) this.stopTimer();
-      // Progress on other work does not reset the timer of a request still waiting.
       else if (this.timerTicksLeft === null || !this.isTimedRequestPending()) this.startTimer();
+      else if (this.pendingProgress) this.extendTimer();
     }
+    this.pendingProgress = false;
     this.propose();
   }
 
@@ -1000,6 +1007,7 @@ export class Replica {
       requests.push({ request, result });
       const waiting = this.pending.get(clientHex);
       if (waiting !== undefined && waiting.body.t <= body.t) {
+        if (clientHex !== this.timedRequest?.clientHex) this.pendingProgress = true;
         this.pending.delete(clientHex);
         this.relayed.delete(clientHex);
       }
@@ -1285,9 +1293,23 @@ export class Replica {
     this.timerTicksLeft = this.timeoutTicks;
     this.timedRequest = null;
     for (const [clientHex, request] of this.pending) {
-      this.timedRequest = { clientHex, t: request.body.t };
+      this.timedRequest = { clientHex, t: request.body.t, sinceTick: this.ticks };
       break;
     }
+  }
+
+  /**
+   * Other requests this backup knew were waiting executed: the primary is working through a
+   * backlog, so the timed request gets a fresh timeout, but never past `viewChangeTimeoutMaxTicks`
+   * from when it was first timed. Under a load whose latency exceeds the timeout a correct primary
+   * is not replaced for it, and a primary that serves everyone but one client (even clients that
+   * send every request to the backups too) is replaced within that bound.
+   */
+  private extendTimer(): void {
+    const timed = this.timedRequest;
+    if (timed === null || this.timerTicksLeft === null) return;
+    const leftInBoundTicks = timed.sinceTick + this.config.viewChangeTimeoutMaxTicks - this.ticks;
+    this.timerTicksLeft = Math.max(this.timerTicksLeft, Math.min(this.timeoutTicks, leftInBoundTicks));
   }
 
   private stopTimer(): void {

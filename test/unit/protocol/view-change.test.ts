@@ -276,6 +276,31 @@ describe('view change: the request timer against a primary that censors', () => 
     expect(cluster.replica(1).currentView).toBe(1);
   });
 
+  it('executing other requests the backup knew were waiting restarts the timer, but only up to viewChangeTimeoutMaxTicks', () => {
+    const cluster = new Cluster().start();
+    const { viewChangeTimeoutTicks: T, viewChangeTimeoutMaxTicks: max } = cluster.config;
+    const drop = censoring(cluster, 0);
+    cluster.submit(cluster.request(0), [1, 2, 3]);
+    cluster.deliverAll({ drop });
+    let ticks = 0;
+    // Client 1 sends every request to every replica and the primary orders it at once, every
+    // T - 1 ticks: a backlog the backups see being worked through (or a primary that serves
+    // everyone but client 0, even clients the backups hear from directly).
+    while (cluster.replica(1).currentView === 0 && ticks < 4 * max) {
+      if (ticks % (T - 1) === 0) {
+        cluster.submit(cluster.request(1), 'all');
+        cluster.deliverAll({ drop });
+      }
+      tickAndDeliver(cluster, drop);
+      ticks++;
+    }
+    expect(cluster.executedSeqs(1).length).toBeGreaterThan(max / T);
+    // Not replaced after T (the backlog was moving), but within the bound of the first timing.
+    expect(ticks).toBeGreaterThan(T);
+    expect(ticks).toBeLessThanOrEqual(max);
+    expect(ticks).toBeGreaterThan(max - T);
+  });
+
   it('a client that keeps sending newer requests does not keep the timer off a censored one', () => {
     const cluster = new Cluster().start();
     const T = cluster.config.viewChangeTimeoutTicks;
