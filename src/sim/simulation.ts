@@ -83,7 +83,7 @@ export interface SimulationOptions {
   clients?: number;
   requestsPerClient?: number;
   /**
-   * Chance (0-1) that a client reads a balance before its next transfer (default 0.25): a query to
+   * Chance (0-1) that a client reads a balance before its next transfer (default 0.3): a query to
    * every replica needing 2f+1 matching answers from replicas at or past the client's last write,
    * else an ordered read, as PbftClient.balance does. Reads are not counted in `requestsPerClient`.
    */
@@ -157,8 +157,11 @@ export interface SimulationResult {
   oversizedFrames: number;
   /** Messages correct replicas rejected, by reason (edge: undecodable / bad-signature; core: rule). */
   rejections: Record<string, number>;
-  /** Balance reads completed: on 2f+1 matching query answers, or through the ordered fallback. */
-  reads: { query: number; ordered: number };
+  /**
+   * Balance reads completed: on 2f+1 matching query answers, or through the ordered fallback; and
+   * query answers clients set aside because they came from before the client's last write.
+   */
+  reads: { query: number; ordered: number; behindWrites: number };
   /** What liars told clients, in replies and query answers, and what became of it. */
   clientLies: {
     /** Answers a liar sent that differ from what its honest core computed. */
@@ -357,7 +360,7 @@ class Simulation {
   private largestFrameBytes = 0;
   private oversizedFrames = 0;
   private queriesIssued = 0;
-  private readonly reads = { query: 0, ordered: 0 };
+  private readonly reads = { query: 0, ordered: 0, behindWrites: 0 };
   private readonly clientLies = { forged: 0, withheld: 0, outvoted: 0 };
   private readonly safetyFaults: NetworkFaults;
 
@@ -365,7 +368,7 @@ class Simulation {
     this.options = {
       clients: 3,
       requestsPerClient: 12,
-      readShare: 0.25,
+      readShare: 0.3,
       safetyPhaseMs: 6_000,
       livenessPhaseMs: 60_000,
       faults: true,
@@ -1032,6 +1035,7 @@ class Simulation {
     if (query === null || answer.id !== query.id || answer.replica !== from) return;
     // An answer from before this client's last write does not count (read-your-writes).
     const key = answer.lastExecuted >= client.seenSeq ? toHex(answer.result) : null;
+    if (key === null) this.reads.behindWrites++;
     query.answers.set(from, key);
     const tally = new Map<string, number>();
     for (const vote of query.answers.values()) if (vote !== null) tally.set(vote, (tally.get(vote) ?? 0) + 1);
@@ -1041,7 +1045,9 @@ class Simulation {
       this.reads.query++;
       this.countOutvoted(query.answers, key);
       client.query = null;
-      this.clientThinks(client);
+      // The transfer the read came before goes now: reads add no think time of their own, so they
+      // do not stretch a run's virtual time (and the sweeps' cost).
+      this.queue.push(this.nowMs, { type: 'client-send', client: client.index });
     } else if (Math.max(0, ...tally.values()) + this.options.replicas - query.answers.size < quorum) {
       this.orderedRead(client);
     }
@@ -1078,7 +1084,8 @@ class Simulation {
     if (current.read) this.reads.ordered++;
     else client.remaining--;
     client.believedView = Math.max(client.believedView, reply.view);
-    this.clientThinks(client);
+    if (current.read) this.queue.push(this.nowMs, { type: 'client-send', client: client.index });
+    else this.clientThinks(client);
   }
 
   private clientThinks(client: SimClient): void {

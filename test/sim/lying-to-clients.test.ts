@@ -62,11 +62,13 @@ const SCENARIOS: Scenario[] = [
   {
     // The seed's faults (loss, partitions, crashes) leave correct replicas behind the clients'
     // writes, still answering queries from older states, where the liar's stale answers meet
-    // them. These seeds are ones where a client that counted such answers, or took f+1 of them,
-    // accepted a stale balance (found with the lastExecuted check taken out of the client).
+    // them. These seeds are ones where a client that counted such answers (with 2f+1 or f+1 of
+    // them) accepted a stale balance: found by taking the lastExecuted check out of the
+    // simulator's client and running seeds 1-100 of this scenario. A change to the simulator can
+    // move such meetings to other seeds; the evidence at least checks that lagging answers came.
     name: 'stale query answers meeting lagging correct replicas under faults',
     behaviour: 'forged-reads',
-    seeds: { 4: [3, 4, 33], 7: [1, 2] },
+    seeds: { 4: [4, 41, 78], 7: [3, 5] },
     options: {
       faults: true,
       crypto: 'simulated',
@@ -77,6 +79,7 @@ const SCENARIOS: Scenario[] = [
     evidence: (result) => {
       expect(result.clientLies.forged).toBeGreaterThan(0);
       expect(result.reads.query).toBeGreaterThan(0);
+      expect(result.reads.behindWrites).toBeGreaterThan(0);
     },
   },
   {
