@@ -41,6 +41,7 @@ export const BYZANTINE_BEHAVIOURS = [
   'wrong-batches',
   'forged-replies',
   'forged-reads',
+  'censor',
 ] as const;
 
 export type ByzantineBehaviour = (typeof BYZANTINE_BEHAVIOURS)[number];
@@ -81,6 +82,11 @@ export interface ByzantineStrategy {
   outgoing(message: Message, to: ReplicaId, context: ByzantineContext): Payload[];
   /** Called for every authenticated message this replica receives (replay records them). */
   observe(message: Message): void;
+  /**
+   * Whether the honest core gets to see `message` (a client's request or any replica message,
+   * once authenticated): a liar may pretend it never arrived.
+   */
+  admits(message: Message): boolean;
   /** Extra traffic on every tick, as (destination, payload) pairs. */
   onTick(context: ByzantineContext): Array<{ to: ReplicaId | 'all'; payload: Payload }>;
   /**
@@ -124,6 +130,9 @@ abstract class HonestByDefault implements ByzantineStrategy {
     return [message];
   }
   observe(_message: Message): void {}
+  admits(_message: Message): boolean {
+    return true;
+  }
   onTick(_context: ByzantineContext): Array<{ to: ReplicaId | 'all'; payload: Payload }> {
     return [];
   }
@@ -332,6 +341,28 @@ class BadNewView extends HonestByDefault {
   }
 }
 
+/**
+ * Orders everyone but one client: the first client whose request reaches it, chosen once. Its
+ * core never sees that client's requests (from the client or relayed by backups), so as primary
+ * it never proposes them, while it proposes everyone else's promptly and is otherwise honest. The
+ * backups, which hold the victim's request once it retransmits to them, must replace it although
+ * the view keeps executing batches (the request timer's rule, docs/protocol.md).
+ */
+class Censor extends HonestByDefault {
+  readonly behaviour = 'censor';
+  #victim: string | null = null;
+  /** Requests of the victim kept from the core (evidence that it censored). */
+  censored = 0;
+  override admits(message: Message): boolean {
+    if (message.type !== 'request') return true;
+    const client = toHex(message.request.body.client);
+    this.#victim ??= client;
+    if (client !== this.#victim) return true;
+    this.censored++;
+    return false;
+  }
+}
+
 /** Floods of sequence numbers far outside the watermarks, huge views, and garbage frames. */
 class Flood extends HonestByDefault {
   readonly behaviour = 'flood';
@@ -522,5 +553,7 @@ export function createStrategy(behaviour: ByzantineBehaviour): ByzantineStrategy
       return new ForgedReplies();
     case 'forged-reads':
       return new ForgedReads();
+    case 'censor':
+      return new Censor();
   }
 }

@@ -392,6 +392,7 @@ class ReplicaRuntime implements ReplicaNode {
       this.metrics.messagesReceived.inc({ type: message.type });
       if (message.type === 'request') this.noteArrival(message.request.body);
       this.liar?.observe(message);
+      if (this.liar?.admits(message) === false) return;
       // Remembered only once the core will see it: a repeat must not be dropped in its place.
       if (!this.enqueue({ kind: 'message', message }) || fingerprint === null) return;
       if (message.type === 'new-view') this.recentNewViews.set(fingerprint, true);
@@ -508,6 +509,7 @@ class ReplicaRuntime implements ReplicaNode {
           }
           this.clientSessions.bind(toHex(input.request.body.client), session);
           this.metrics.messagesReceived.inc({ type: 'request' });
+          if (this.liar?.admits(input) === false) return;
           this.noteArrival(input.request.body);
           this.enqueue({ kind: 'message', message: input });
         });
