@@ -731,6 +731,7 @@ class Simulation {
     }
     if (this.isCorrect(replica)) this.tap(from, message);
     replica.strategy?.observe(message);
+    if (replica.strategy?.admits(message) === false) return;
     this.process(
       replica,
       this.guard(replica, () => replica.core!.step(message)),
