@@ -64,6 +64,8 @@ interface Scenario {
 const SCENARIOS: Scenario[] = [
   { behaviour: 'silent', liar: 0, evidence: { viewChange: true } },
   { behaviour: 'equivocate', liar: 0, evidence: { viewChange: true } },
+  // It orders every client but alice (whose first request reached it first), promptly.
+  { behaviour: 'censor', liar: 0, evidence: { viewChange: true } },
   {
     behaviour: 'bad-digest',
     liar: 0,
