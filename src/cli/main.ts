@@ -271,14 +271,19 @@ program
   .description('the balance of an address, as 2f+1 replicas agree')
   .argument('<address>', 'account address (64 hex characters)', addressArgument)
   .option('--cluster <file>', 'cluster.json', DEFAULT_CLUSTER_FILE)
+  .option(
+    '--linearizable',
+    'order the read through consensus: it sees every transfer committed before it',
+    false,
+  )
   .option('--json', 'print one JSON object', false)
-  .action(async (address: string, options: { cluster: string; json: boolean }) => {
+  .action(async (address: string, options: { cluster: string; json: boolean; linearizable: boolean }) => {
     const client = await connect(options.cluster);
     try {
-      const answer = await client.balance(address);
+      const answer = await client.balance(address, { linearizable: options.linearizable });
       print(
         options.json,
-        { address, balance: answer.balance, exists: answer.exists },
+        { address, balance: answer.balance, exists: answer.exists, via: answer.via },
         answer.exists ? `${answer.balance}` : `${answer.balance} (no such account yet)`,
       );
     } finally {

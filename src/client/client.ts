@@ -302,10 +302,14 @@ export class PbftClient {
 
   /**
    * The balance of `address` that 2f+1 replicas agree on, each of them at or past the last write this
-   * client saw commit (read-your-writes); failing that, an ordered read.
+   * client saw commit (read-your-writes); failing that, an ordered read. With `linearizable`, always
+   * the ordered read: it takes its place in the one order of all operations, so it sees every
+   * transfer that committed before it was sent, whoever sent it (a query answers from replicas that
+   * may not have executed a transfer another client just saw commit).
    */
-  async balance(address: string): Promise<BalanceAnswer> {
+  async balance(address: string, options: { linearizable?: boolean } = {}): Promise<BalanceAnswer> {
     const op = encodeOperation({ type: 'balance', address: fromHex(address) });
+    if (options.linearizable === true) return this.orderedBalance(op, address);
     const quorum = 2 * this.f + 1;
     const replicas = this.cluster.replicas.length;
     const seen = this.seenSeq;
@@ -339,6 +343,10 @@ export class PbftClient {
       answer = null; // answers differ, are stale, or too few replicas answered: order the read instead
     }
     if (answer !== null) return balanceAnswer(decodeResult(answer), address, 'query');
+    return this.orderedBalance(op, address);
+  }
+
+  private async orderedBalance(op: Uint8Array, address: string): Promise<BalanceAnswer> {
     const { result, seq } = await this.ordered(op, 'balance');
     this.noteSeen(seq);
     return balanceAnswer(result, address, 'ordered');

@@ -132,11 +132,11 @@ afterAll(async () => {
 });
 
 /** Read Bob's balance; returns it with what the liar said meanwhile. */
-async function read(laggingReplicas: number[]) {
+async function read(laggingReplicas: number[], options: { linearizable?: boolean } = {}) {
   lagging = new Set(laggingReplicas);
   const said = liarSaid.length;
   const [queriesBefore, orderedBefore] = [queries, orderedReads];
-  const answer = await client.balance(BOB);
+  const answer = await client.balance(BOB, options);
   return {
     answer,
     lies: liarSaid.slice(said).map(({ type, result }) => ({ type, result: decodeResult(result) })),
@@ -168,6 +168,13 @@ describe('a balance read against a liar', () => {
     // the liar claims to have executed the client's transfer.
     const { answer, queried, ordered } = await read([1, 2]);
     expect(queried).toBe(1);
+    expect(ordered).toBe(1);
+    expect(answer).toMatchObject({ balance: ORDERED, via: 'ordered' });
+  });
+
+  it('a linearizable read is always ordered, even when every replica would answer the query alike', async () => {
+    const { answer, queried, ordered } = await read([], { linearizable: true });
+    expect(queried).toBe(0);
     expect(ordered).toBe(1);
     expect(answer).toMatchObject({ balance: ORDERED, via: 'ordered' });
   });
