@@ -1,0 +1,184 @@
+/**
+ * The CI sweeps (sweep-n4, sweep-n7): fixed seed ranges, so CI is reproducible and coverage can be
+ * asserted over them, plus a chunk of random seeds per run, so CI also explores. The random chunk's
+ * first seed is printed (and in the test's name); PBFT_SWEEP_RANDOM_SEED=S runs that chunk again
+ * from S. Every failure names the `npm run sim` command that replays its seed.
+ *
+ * Liars come from sweepLiars (scripts/lib/sim-runs.ts): behaviour × role rotated over the seeds,
+ * so any 2 × |BYZANTINE_BEHAVIOURS| consecutive seeds give every behaviour to view 0's primary and
+ * to a backup. The coverage test then checks what the runs actually did: each behaviour lied as a
+ * primary and as a backup, and enough seeds went through view changes, state transfers,
+ * partitions and crashes.
+ */
+import { randomInt } from 'node:crypto';
+import { expect, it } from 'vitest';
+import { replayCommand, sweepRun } from '../../scripts/lib/sim-runs.ts';
+import { BYZANTINE_BEHAVIOURS, type ByzantineBehaviour } from '../../src/byzantine/strategies.ts';
+import { runSimulation, type SimulationResult } from '../../src/sim/simulation.ts';
+
+export const RANDOM_SEED_ENV = 'PBFT_SWEEP_RANDOM_SEED';
+const RANDOM_FIRST_SEED_MAX = 2 ** 40;
+
+/** What one sweep run did, for the coverage check. */
+export interface RunStatistics {
+  seed: number;
+  viewChanges: number;
+  stateTransfers: number;
+  partitions: number;
+  crashes: number;
+  liars: Array<{ behaviour: ByzantineBehaviour; asPrimary: boolean }>;
+  /** The run hit the known limit below (and nothing else): counted, printed, bounded. */
+  knownLimit: boolean;
+}
+
+/**
+ * docs/operations.md, "A minority stuck in a view change while the cluster is idle": every request
+ * completed, but f or fewer correct replicas sit in a view change one view above the rest, which
+ * are idle in normal status, and nothing makes either side move. Not yet solved in the protocol.
+ * A seed that fails exactly so (its only violation, laggards of exactly that shape) is reported and
+ * counted instead of failing its chunk; KNOWN_LIMIT_SEEDS_MAX bounds how many a sweep may have.
+ */
+export const KNOWN_LIMIT_SEEDS_MAX = 2;
+
+export function isKnownIdleViewChangeLimit(result: SimulationResult): boolean {
+  const f = (result.replicas - 1) / 3;
+  if (result.laggards === null || result.committed !== result.requested) return false;
+  if (result.violations.length !== 1 || result.violations[0]!.kind !== 'liveness') return false;
+  if (!result.violations[0]!.message.startsWith('correct replicas did not converge')) return false;
+  // "id(behaviour)?:vVIEW/STATUS/eEXECUTED/hLOW" per replica; liars carry their behaviour.
+  const correct = result.laggards
+    .split(' ')
+    .map((entry) => /^(\d+):v(\d+)\/([a-z-]+)\//.exec(entry))
+    .filter((match) => match !== null)
+    .map((match) => ({ view: Number(match[2]), status: match[3]! }));
+  if (correct.length !== result.replicas - result.byzantine.length) return false;
+  const low = Math.min(...correct.map((replica) => replica.view));
+  const stuck = correct.filter((replica) => replica.view !== low);
+  return (
+    stuck.length > 0 &&
+    stuck.length <= f &&
+    stuck.every((replica) => replica.view === low + 1 && replica.status === 'view-change') &&
+    correct.every((replica) => replica.view !== low || replica.status === 'normal')
+  );
+}
+
+/** Shares of the fixed seeds that must show each fault or recovery (set well below what the draws give today). */
+export interface CoverageMin {
+  viewChange: number;
+  twoViewChanges: number;
+  stateTransfer: number;
+  partition: number;
+  crash: number;
+}
+
+export interface Sweep {
+  replicas: 4 | 7;
+  firstSeed: number;
+  seeds: number;
+  chunk: number;
+  randomSeeds: number;
+  coverageMin: CoverageMin;
+}
+
+/** The first seed of the random chunk: PBFT_SWEEP_RANDOM_SEED when set, else random. */
+export function randomFirstSeed(env: NodeJS.ProcessEnv = process.env): number {
+  const given = env[RANDOM_SEED_ENV];
+  if (given === undefined || given === '') return randomInt(0, RANDOM_FIRST_SEED_MAX);
+  if (!/^\d+$/.test(given) || !Number.isSafeInteger(Number(given)))
+    throw new RangeError(`${RANDOM_SEED_ENV} must be a non-negative integer, got "${given}"`);
+  return Number(given);
+}
+
+/** Run one sweep seed, assert its invariants, and return what it did. */
+export function runSweepSeed(seed: number, replicas: number, note = ''): RunStatistics {
+  const options = sweepRun(seed, replicas);
+  const result = runSimulation(options);
+  const hint = `seed ${seed}${note}; replay: ${replayCommand(options)}`;
+  const knownLimit = isKnownIdleViewChangeLimit(result);
+  if (knownLimit) {
+    console.warn(`known limit (docs/operations.md: a minority stuck in a view change while idle): ${hint}`);
+  } else {
+    expect(result.violations, hint).toEqual([]);
+  }
+  expect(result.committed, hint).toBe(result.requested);
+  return {
+    knownLimit,
+    seed,
+    viewChanges: result.viewChanges,
+    stateTransfers: result.stateTransfers,
+    partitions: result.partitions,
+    crashes: result.crashes,
+    liars: result.byzantine.map(({ replica, behaviour }) => ({
+      behaviour,
+      asPrimary: result.byzantinePrimaries.includes(replica),
+    })),
+  };
+}
+
+/** Where the fixed seeds fall short of coverage (empty: covered), with the numbers for the log. */
+export function coverageGaps(
+  runs: readonly RunStatistics[],
+  min: CoverageMin,
+): { gaps: string[]; summary: string } {
+  const gaps: string[] = [];
+  const share = (name: keyof CoverageMin, count: number): string => {
+    if (count < min[name] * runs.length)
+      gaps.push(
+        `${name}: ${count} of ${runs.length} seeds, want at least ${Math.ceil(min[name] * runs.length)}`,
+      );
+    return `${name} ${count}`;
+  };
+  const parts = [
+    share('viewChange', runs.filter((run) => run.viewChanges >= 1).length),
+    share('twoViewChanges', runs.filter((run) => run.viewChanges >= 2).length),
+    share('stateTransfer', runs.filter((run) => run.stateTransfers >= 1).length),
+    share('partition', runs.filter((run) => run.partitions >= 1).length),
+    share('crash', runs.filter((run) => run.crashes >= 1).length),
+  ];
+  const roles: string[] = [];
+  for (const behaviour of BYZANTINE_BEHAVIOURS) {
+    const liars = runs.flatMap((run) => run.liars.filter((liar) => liar.behaviour === behaviour));
+    const asPrimary = liars.filter((liar) => liar.asPrimary).length;
+    const asBackup = liars.length - asPrimary;
+    if (asPrimary === 0) gaps.push(`${behaviour} never lied as a primary`);
+    if (asBackup === 0) gaps.push(`${behaviour} never lied as a backup only`);
+    roles.push(`${behaviour} ${asPrimary}/${asBackup}`);
+  }
+  return {
+    gaps,
+    summary: `${runs.length} seeds: ${parts.join(', ')}; liars as primary/backup: ${roles.join(', ')}`,
+  };
+}
+
+/** The tests of one sweep: its fixed chunks, its random chunk, and coverage over the fixed seeds. */
+export function defineSweep(sweep: Sweep): void {
+  const { replicas, firstSeed, seeds, chunk } = sweep;
+  const fixed: RunStatistics[] = [];
+  for (let chunkStart = firstSeed; chunkStart < firstSeed + seeds; chunkStart += chunk) {
+    it(`seeds ${chunkStart} … ${chunkStart + chunk - 1} keep every invariant`, () => {
+      for (let seed = chunkStart; seed < chunkStart + chunk; seed++) fixed.push(runSweepSeed(seed, replicas));
+    });
+  }
+
+  const randomFirst = randomFirstSeed();
+  const randomLast = randomFirst + sweep.randomSeeds - 1;
+  const again = `${RANDOM_SEED_ENV}=${randomFirst} repeats this chunk`;
+  it(`random seeds ${randomFirst} … ${randomLast} keep every invariant (${again})`, () => {
+    console.log(`n = ${replicas} sweep: random seeds ${randomFirst} … ${randomLast} (${again})`);
+    for (let seed = randomFirst; seed <= randomLast; seed++) runSweepSeed(seed, replicas, ` (${again})`);
+  });
+
+  it(`the fixed seeds cover view changes, state transfers, partitions, crashes and every behaviour as primary and as backup`, () => {
+    expect(fixed.length, 'every fixed chunk ran (run the whole file)').toBe(seeds);
+    const { gaps, summary } = coverageGaps(fixed, sweep.coverageMin);
+    const known = fixed.filter((run) => run.knownLimit).map((run) => run.seed);
+    console.log(
+      `n = ${replicas} sweep coverage: ${summary}; seeds at the known limit: ${known.join(', ') || 'none'}`,
+    );
+    expect(gaps, summary).toEqual([]);
+    expect(
+      known.length,
+      `seeds at the known idle view-change limit: ${known.join(', ')}`,
+    ).toBeLessThanOrEqual(KNOWN_LIMIT_SEEDS_MAX);
+  });
+}
