@@ -28,6 +28,7 @@ const CORE_RULE_REJECTIONS = [
   'batch-too-large',
   'batch-too-many-bytes',
   'checkpoint-not-on-interval',
+  'checkpoint-state-mismatch',
   'conflicting-pre-prepare',
   'digest-mismatch',
   'not-from-primary',
@@ -37,6 +38,7 @@ const CORE_RULE_REJECTIONS = [
   'reply-sent-to-replica',
   'snapshot-digest-mismatch',
   'too-few-view-changes',
+  'vote-for-other-digest',
   'view-change-for-other-view',
   'wrong-pre-prepares',
 ] as const;

@@ -783,6 +783,7 @@ export class Replica {
   ): void {
     entry.prePrepare = prePrepare;
     entry.batch = batch;
+    this.dropVotesForOtherDigests(entry);
     this.batches.add(entry.seq, prePrepare.body.view, prePrepare.body.digest, batch);
     this.fetches.done(entry.seq);
     this.out.persist.push({ type: 'log', message: { type: 'pre-prepare', prePrepare, batch } });
@@ -890,10 +891,34 @@ export class Replica {
     if (body.replica === primaryOf(body.view, this.quorums.n))
       return this.rejectBody(body, 'prepare-from-primary');
     const entry = this.entry(body.seq);
+    if (this.votesForOtherDigest(entry, body)) return this.rejectBody(body, 'vote-for-other-digest');
     if (entry.prepares.has(body.replica)) return this.answerRetransmission(entry, body.replica);
     entry.prepares.set(body.replica, prepare);
     this.out.persist.push({ type: 'log', message: { type: 'prepare', prepare } });
     this.checkPrepared(entry);
+  }
+
+  /**
+   * A vote in this view for a digest other than the one this replica accepted for the slot: one
+   * PRE-PREPARE per (view, seq), so the vote cannot count towards anything here, and it shows a lie
+   * (by its sender, or by a primary that pre-prepared two digests). It is counted, not kept.
+   */
+  private votesForOtherDigest(entry: LogEntry, vote: PrepareBody | CommitBody): boolean {
+    return entry.prePrepare !== null && !bytesEqual(entry.prePrepare.body.digest, vote.digest);
+  }
+
+  /** Votes kept before the slot's PRE-PREPARE arrived that turn out to be for another digest. */
+  private dropVotesForOtherDigests(entry: LogEntry): void {
+    for (const votes of [entry.prepares, entry.commits] as Map<
+      ReplicaId,
+      Signed<PrepareBody | CommitBody>
+    >[]) {
+      for (const [replica, vote] of votes) {
+        if (!this.votesForOtherDigest(entry, vote.body)) continue;
+        votes.delete(replica);
+        this.rejectBody(vote.body, 'vote-for-other-digest');
+      }
+    }
   }
 
   private matchingPrepares(entry: LogEntry): Signed<PrepareBody>[] {
@@ -937,6 +962,7 @@ export class Replica {
     const body = commit.body;
     if (!this.acceptOrdering(body, { type: 'commit', commit })) return;
     const entry = this.entry(body.seq);
+    if (this.votesForOtherDigest(entry, body)) return this.rejectBody(body, 'vote-for-other-digest');
     if (entry.commits.has(body.replica)) return this.answerRetransmission(entry, body.replica);
     entry.commits.set(body.replica, commit);
     this.out.persist.push({ type: 'log', message: { type: 'commit', commit } });
@@ -1089,6 +1115,19 @@ export class Replica {
       this.checkpointVotes.set(seq, votes);
     }
     if (votes.has(replica)) return;
+    // The state digest is deterministic: a CHECKPOINT that differs from this replica's own at the
+    // same seq is a lie (or this replica's state is damaged); it cannot count towards a proof
+    // with this replica's own vote, so it is counted and not kept.
+    const own = this.ownCheckpoints.get(seq)?.message.body.stateDigest;
+    if (own !== undefined && replica !== this.id && !bytesEqual(own, checkpoint.body.stateDigest))
+      return this.rejectBody(checkpoint.body, 'checkpoint-state-mismatch');
+    if (replica === this.id) {
+      for (const [other, vote] of votes) {
+        if (bytesEqual(vote.body.stateDigest, checkpoint.body.stateDigest)) continue;
+        votes.delete(other);
+        this.rejectBody(vote.body, 'checkpoint-state-mismatch');
+      }
+    }
     votes.set(replica, checkpoint);
     this.boundCheckpointVotes(replica);
     this.checkStable(seq);

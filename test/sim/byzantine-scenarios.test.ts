@@ -173,8 +173,14 @@ const SCENARIOS: Scenario[] = [
     behaviour: 'unprepared-votes',
     liars: { 4: [2], 7: [2, 4] },
     crashes: NO_CRASH,
-    evidence: (run) =>
-      tappedOnlyForTheLie(run, 'votes for digests no primary proposed', (result) => result.unbackedVotes),
+    evidence: (run) => {
+      tappedOnlyForTheLie(run, 'votes for digests no primary proposed', (result) => result.unbackedVotes);
+      rejectedOnlyForTheLie(
+        run,
+        'votes for another digest than the slot’s PRE-PREPARE, rejected',
+        (rejection) => rejection.reason === 'vote-for-other-digest',
+      );
+    },
   },
   {
     behaviour: 'fake-checkpoint',
@@ -182,6 +188,11 @@ const SCENARIOS: Scenario[] = [
     crashes: NO_CRASH,
     evidence: (run) => {
       tappedOnlyForTheLie(run, 'CHECKPOINTs with false state digests', (result) => result.falseCheckpoints);
+      rejectedOnlyForTheLie(
+        run,
+        'CHECKPOINTs that differ from the receiver’s own state, rejected',
+        (rejection) => rejection.reason === 'checkpoint-state-mismatch',
+      );
       // Stable checkpoints still form from the honest majority: the log is garbage-collected.
       expect(run.lie.executedSeq, run.hint).toBeGreaterThanOrEqual(8);
     },

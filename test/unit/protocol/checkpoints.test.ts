@@ -138,6 +138,34 @@ describe('checkpoints', () => {
     );
   });
 
+  it('a CHECKPOINT whose state digest differs from the replica’s own at that seq is rejected, whether it comes before or after its own', () => {
+    const cluster = new Cluster().start();
+    const K = cluster.config.checkpointInterval;
+    const lie = sha256(new Uint8Array([6, 6, 6]));
+    // Before replica 1 has executed seq K it cannot tell: the vote is kept.
+    expect(rejections(cluster.step(1, cluster.checkpoint(3, K, lie)))).toEqual([]);
+    // Executing seq K takes replica 1's own checkpoint, which shows the kept vote for a lie. (The
+    // others' CHECKPOINTs are held back from it, so that it is not stable yet.)
+    const toReplica1 = (envelope: { to: number; message: { type: string } }) =>
+      envelope.to === 1 && envelope.message.type === 'checkpoint';
+    for (let seq = 1; seq <= K; seq++) {
+      cluster.submit(cluster.request(seq % 4));
+      cluster.deliverAll({ hold: toReplica1 });
+    }
+    expect(cluster.replica(1).lastExecutedSeq).toBe(K);
+    const rejected = cluster.events[1]!.flatMap((event) =>
+      event.type === 'message-rejected' ? [`${event.messageType}:${event.reason}`] : [],
+    );
+    expect(rejected).toEqual(['checkpoint:checkpoint-state-mismatch']);
+    // Once its own is there, a later lie is rejected as it arrives.
+    expect(rejections(cluster.step(1, cluster.checkpoint(2, K, lie)))).toEqual([
+      'checkpoint:checkpoint-state-mismatch',
+    ]);
+    // The honest CHECKPOINTs still make it stable: replica 3's honest one took its lie's place.
+    cluster.deliverAll();
+    expect(cluster.storage[1]!.stableCheckpoint?.seq).toBe(K);
+  });
+
   it('CHECKPOINTs for sequence numbers that are not multiples of K are rejected', () => {
     const cluster = new Cluster().start();
     const ready = cluster.step(1, cluster.checkpoint(0, 3, sha256(new Uint8Array())));

@@ -177,6 +177,36 @@ describe('normal case: rejected ordering messages', () => {
     }
   });
 
+  it('a vote for a digest other than the accepted PRE-PREPARE is rejected, whether it comes before or after it', () => {
+    const cluster = new Cluster().start();
+    const a = cluster.request(0);
+    const prePrepare = cluster.prePrepare(0, 0, 1, [a]);
+    const digest = prePrepare.prePrepare.body.digest;
+    const otherDigest = sha256(new Uint8Array([1, 2, 3]));
+
+    // Before the PRE-PREPARE nothing tells which digest is right: the votes are kept.
+    expect(rejections(cluster.step(1, cluster.prepare(3, 0, 1, otherDigest)))).toEqual([]);
+    expect(rejections(cluster.step(1, cluster.commit(3, 0, 1, otherDigest)))).toEqual([]);
+    // The PRE-PREPARE shows them for what they are; once it is there, so is every later one.
+    expect(rejections(cluster.step(1, prePrepare))).toEqual([
+      'prepare:vote-for-other-digest',
+      'commit:vote-for-other-digest',
+    ]);
+    expect(rejections(cluster.step(1, cluster.prepare(2, 0, 1, otherDigest)))).toEqual([
+      'prepare:vote-for-other-digest',
+    ]);
+    expect(rejections(cluster.step(1, cluster.commit(2, 0, 1, otherDigest)))).toEqual([
+      'commit:vote-for-other-digest',
+    ]);
+    // The lying replica's own honest votes still count: nothing of the lie was kept in its place.
+    const matching = [cluster.prepare(2, 0, 1, digest), cluster.prepare(3, 0, 1, digest)];
+    for (const prepare of matching) expect(rejections(cluster.step(1, prepare))).toEqual([]);
+    // Replica 1's own COMMIT and two others make 2f+1: the last one is the lying replica's.
+    expect(cluster.step(1, cluster.commit(0, 0, 1, digest)).executed).toEqual([]);
+    const ready = cluster.step(1, cluster.commit(3, 0, 1, digest));
+    expect(ready.executed.map((batch) => batch.seq)).toEqual([1]);
+  });
+
   it('PREPAREs from the primary are not counted', () => {
     const cluster = new Cluster().start();
     const prePrepare = cluster.prePrepare(0, 0, 1, [cluster.request(0)]);
