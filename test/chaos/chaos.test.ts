@@ -26,15 +26,19 @@ import {
   unavailableReason,
 } from '../../scripts/lib/chaos-schedule.ts';
 import { probeNetns } from '../../scripts/lib/netns.ts';
+import { basePortFor } from '../e2e/helpers.ts';
 
 const run = promisify(execFile);
 const SCRIPT = join(import.meta.dirname, '..', '..', 'scripts', 'chaos.ts');
-/**
- * Away from the e2e tests' ports and below the ephemeral range (32768); each run gets a block of
- * PORTS_PER_RUN (a replica's port and its metrics port: 2n, at most 20 for n = 10).
- */
-const PORTS_PER_RUN = 20;
-const BASE_PORT = 28_000 + (process.pid % 20) * 200;
+/** Each run is a cluster of up to 10 replicas (a port and a metrics port each) in this file's range. */
+const CLUSTER_REPLICAS_MAX = 10;
+/** One run per fault class, then the n = 7 heavy-load run. */
+const basePortOfRun = (run: number): number =>
+  basePortFor('test/chaos/chaos.test.ts', {
+    clusters: FAULT_CLASSES.length + 1,
+    replicas: CLUSTER_REPLICAS_MAX,
+    cluster: run,
+  });
 const SEED_MAX = 2 ** 40;
 const RUN_TIMEOUT_MS = 240_000;
 /** The project's target for a primary fault: committing again within this many base view-change timeouts. */
@@ -129,7 +133,7 @@ describe('chaos on a real 4-replica cluster, one fault class at a time', () => {
       console.log(`chaos --faults ${fault}: seed ${seed}`);
       const { summary } = await chaos([
         ...['--replicas', '4', '--clients', '3', '--duration', '1', '--faults', fault],
-        ...['--seed', String(seed), '--base-port', String(BASE_PORT + index * PORTS_PER_RUN)],
+        ...['--seed', String(seed), '--base-port', String(basePortOfRun(index))],
       ]);
       const skip = summary.skipped.find((entry) => entry.fault === fault);
       if (skip !== undefined) {
@@ -173,7 +177,7 @@ describe('a killed primary under heavy load at n = 7', () => {
     console.log(`chaos --replicas 7 --clients 128 --faults primary-kill: seed ${seed}`);
     const { summary } = await chaos([
       ...['--replicas', '7', '--clients', '128', '--duration', '1', '--faults', 'primary-kill'],
-      ...['--seed', String(seed), '--base-port', String(BASE_PORT + FAULT_CLASSES.length * PORTS_PER_RUN)],
+      ...['--seed', String(seed), '--base-port', String(basePortOfRun(FAULT_CLASSES.length))],
     ]);
     console.log(
       `n = 7, 128 clients, seed ${seed}: ${describeEpisodes(summary)}; problems: ${summary.problems.join(' | ') || 'none'}`,

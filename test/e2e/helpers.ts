@@ -26,7 +26,6 @@ export const TEST_PORT_RANGES = {
   'test/e2e/verify-workers.test.ts': { first: 24_000, last: 24_999 },
   'test/unit/cli/process-groups.test.ts': { first: 26_800, last: 26_999 },
   'test/bench/bench.test.ts': { first: 27_000, last: 27_999 },
-  // Chosen in that file (28000 + (pid % 20) × 200, blocks of 20); listed here to keep others out.
   'test/chaos/chaos.test.ts': { first: 28_000, last: 31_999 },
 } as const;
 export type PortRangeOwner = keyof typeof TEST_PORT_RANGES;
