@@ -24,6 +24,7 @@ import {
   type NewViewSlot,
   prePreparesMatchPlan,
 } from './certificates.ts';
+import { CommitsElsewhere } from './commits-elsewhere.ts';
 import { type ProtocolConfig, primaryOf, type Quorums, quorums, validateProtocolConfig } from './config.ts';
 import {
   type DurableState,
@@ -74,6 +75,12 @@ const EARLY_VIEWS_AHEAD = 1;
  * The rest of the bound covers the PREPAREs and COMMITs of a whole window.
  */
 const EARLY_BATCHES_PER_REPLICA = 2;
+/**
+ * Bytes of batches from views this replica has left kept per sender, in batches of the largest
+ * legal size: a laggard executes them in order as their commit certificates complete, and asks for
+ * more (FETCH-STATE) once it has, so a few at a time suffice; a liar holds no more than that.
+ */
+const COMMITTED_ELSEWHERE_BATCHES_PER_REPLICA = 2;
 /**
  * A replica idle with executions that no stable checkpoint covers yet announces how far it got
  * (FETCH-STATE): a replica a few slots behind an idle cluster, which no newer checkpoint will ever
@@ -248,6 +255,8 @@ export class Replica {
   private readonly batches = new BatchStore();
   /** Digests of this view's slots whose batch this replica still lacks. */
   private readonly fetches: BatchFetches;
+  /** Slots committed in views this replica has left, by 2f+1 COMMITs: executed without its vote. */
+  private readonly commitsElsewhere: CommitsElsewhere;
   /** Tick at which this replica last answered a FETCH-BATCH, per `${replica}:${seq}`. */
   private readonly batchServedAtTick = new Map<string, number>();
   private lastExecuted = 0;
@@ -331,6 +340,10 @@ export class Replica {
     this.stateMachine = options.stateMachine;
     this.timeoutTicks = options.config.viewChangeTimeoutTicks;
     this.fetches = new BatchFetches(this.quorums.weak);
+    this.commitsElsewhere = new CommitsElsewhere(
+      this.quorums.quorum,
+      COMMITTED_ELSEWHERE_BATCHES_PER_REPLICA * this.config.batchBytesMax,
+    );
     this.certificateContext = {
       quorums: this.quorums,
       checkpointInterval: options.config.checkpointInterval,
@@ -742,6 +755,9 @@ export class Replica {
     }
     if (body.view < this.view) {
       this.sendNewViewTo(body.replica, body.view);
+      // Rejected as a message of this view; a COMMIT or a batch may still help execute a slot the
+      // old view committed (commits-elsewhere.ts).
+      this.keepCommittedElsewhere(message);
       this.rejectBody(body, 'old-view');
       return false;
     }
@@ -750,6 +766,27 @@ export class Replica {
       return false;
     }
     return true;
+  }
+
+  /**
+   * A COMMIT, or a PRE-PREPARE's batch, of a view this replica has left, for a slot it has not
+   * executed: kept towards a commit certificate (commits-elsewhere.ts).
+   */
+  private keepCommittedElsewhere(message: LogMessage): void {
+    const seq = logMessageSeq(message);
+    if (seq <= this.lastExecuted || !this.inWindow(seq)) return;
+    if (message.type === 'commit') {
+      this.commitsElsewhere.addCommit(message.commit);
+    } else if (message.type === 'pre-prepare') {
+      // onPrePrepare checked, before any view rule, that it comes from its view's primary and that
+      // the batch matches the digest and the size bounds.
+      const { view, digest, replica } = message.prePrepare.body;
+      const { batch } = message;
+      this.commitsElsewhere.addBatch(seq, view, digest, batch, batchWireBytes(batch), replica);
+    } else {
+      return;
+    }
+    this.executeCommitted();
   }
 
   private onPrePrepare(prePrepare: Signed<PrePrepareBody>, batch: Signed<RequestBody>[]): void {
@@ -986,15 +1023,25 @@ export class Replica {
   /** Execute committed batches strictly in sequence order. */
   private executeCommitted(): void {
     let progressed = false;
+    let progressedInView = false;
     for (;;) {
-      const entry = this.log.get(this.lastExecuted + 1);
-      if (entry === undefined || !entry.committed || entry.batch === null || entry.prePrepare === null) break;
-      this.executeBatch(entry.seq, entry.prePrepare.body.view, entry.prePrepare.body.digest, entry.batch);
+      const seq = this.lastExecuted + 1;
+      const entry = this.log.get(seq);
+      if (entry?.committed && entry.batch !== null && entry.prePrepare !== null) {
+        this.executeBatch(seq, entry.prePrepare.body.view, entry.prePrepare.body.digest, entry.batch);
+        progressed = progressedInView = true;
+        continue;
+      }
+      const elsewhere = this.commitsElsewhere.certified(seq, (at, digest) => this.batchFor(at, digest));
+      if (elsewhere === undefined) break;
+      this.executeBatch(seq, elsewhere.view, elsewhere.digest, elsewhere.batch);
       progressed = true;
     }
     if (!progressed) return;
-    // Progress: the view is working, so the timeout returns to its base value.
-    this.timeoutTicks = this.config.viewChangeTimeoutTicks;
+    this.commitsElsewhere.prune(this.lastExecuted);
+    // Progress of this view: it is working, so the timeout returns to its base value. (Slots that
+    // an older view committed say nothing of this one.)
+    if (progressedInView) this.timeoutTicks = this.config.viewChangeTimeoutTicks;
     if (this.status === 'normal') {
       if (this.pending.size === 0) this.stopTimer();
       else if (this.timerTicksLeft === null || !this.isTimedRequestPending()) this.startTimer();
@@ -1232,6 +1279,7 @@ export class Replica {
       if (certificateSeq <= seq) this.prepared.delete(certificateSeq);
     this.batches.prune(seq);
     this.fetches.prune(seq);
+    this.commitsElsewhere.prune(seq);
     for (const key of this.batchServedAtTick.keys())
       if (Number(key.split(':')[1]) <= seq) this.batchServedAtTick.delete(key);
     for (const voteSeq of this.checkpointVotes.keys())
@@ -1269,8 +1317,11 @@ export class Replica {
       .filter((entry) => entry.seq > lastExecuted)
       .sort((a, b) => a.seq - b.seq);
     if (this.status === 'normal' && missing.length > 0 && this.mayServe(this.slotsServedAtTick, replica)) {
-      for (const entry of missing)
+      for (const entry of missing) {
         for (const message of this.ownSlotMessages(entry)) this.sendTo(replica, message);
+        for (const commit of this.othersCommitCertificate(entry))
+          this.sendTo(replica, { type: 'commit', commit });
+      }
     }
     const snapshot = this.stableSnapshot;
     if (snapshot === null || this.stable.seq <= lastExecuted || this.stable.seq === 0) return;
@@ -1691,6 +1742,19 @@ export class Replica {
     if (answeredAt !== undefined && this.ticks - answeredAt < this.config.retransmitIntervalTicks) return;
     entry.answeredAtTick.set(replica, this.ticks);
     for (const message of this.ownSlotMessages(entry)) this.sendTo(replica, message);
+  }
+
+  /**
+   * For a slot this replica committed, the others' COMMITs of its certificate (its own is among its
+   * slot messages): a replica that left this view can execute the slot from one answer, even if
+   * some of the signers have left the view too and no longer answer for it.
+   */
+  private othersCommitCertificate(entry: LogEntry): Signed<CommitBody>[] {
+    if (!entry.committed || entry.prePrepare === null) return [];
+    const digest = entry.prePrepare.body.digest;
+    return [...entry.commits.values()]
+      .filter((commit) => commit.body.replica !== this.id && bytesEqual(commit.body.digest, digest))
+      .slice(0, this.quorums.quorum - 1);
   }
 
   private ownSlotMessages(entry: LogEntry): Message[] {

@@ -18,7 +18,6 @@ import {
 } from '../../scripts/lib/sim-runs.ts';
 import { BYZANTINE_BEHAVIOURS } from '../../src/byzantine/strategies.ts';
 import { runSimulation, type SimulationOptions, type SimulationResult } from '../../src/sim/simulation.ts';
-import { isKnownIdleViewChangeLimit } from './sweep-harness.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** The project's Node (the scripts need type stripping, which the system Node may lack). */
@@ -161,35 +160,4 @@ describe('the sweeps’ liars', () => {
       }
     },
   );
-
-  it('the known-limit filter takes only a minority stuck in a view change above an idle majority', () => {
-    const base = {
-      replicas: 7,
-      byzantine: [
-        { replica: 0, behaviour: 'unprepared-votes' as const },
-        { replica: 6, behaviour: 'flood' as const },
-      ],
-      committed: 36,
-      requested: 36,
-      violations: [
-        { kind: 'liveness' as const, message: 'correct replicas did not converge 60000 ms after healing: …' },
-      ],
-    };
-    const stuck =
-      '0(unprepared-votes):v0/normal/e40/h32 1:v0/normal/e38/h32 2:v0/normal/e38/h32 3:v0/normal/e38/h32 4:v0/normal/e37/h32 5:v1/view-change/e32/h32 6(flood):v1/view-change/e37/h32';
-    const known = (laggards: string, changes: object = {}): boolean =>
-      isKnownIdleViewChangeLimit({ ...base, laggards, ...changes } as unknown as SimulationResult);
-    expect(known(stuck)).toBe(true);
-    // Three correct replicas (more than f) stuck, a stuck replica two views up, a request lost,
-    // a second violation: none of these is the known limit.
-    expect(
-      known(stuck.replace('4:v0/normal', '4:v1/view-change').replace('3:v0/normal', '3:v1/view-change')),
-    ).toBe(false);
-    expect(known(stuck.replace('5:v1/', '5:v2/'))).toBe(false);
-    expect(known(stuck, { committed: 35 })).toBe(false);
-    expect(known(stuck, { violations: [...base.violations, { kind: 'agreement', message: 'x' }] })).toBe(
-      false,
-    );
-    expect(known(stuck.replace('1:v0/normal', '1:v0/view-change'))).toBe(false);
-  });
 });

@@ -279,3 +279,85 @@ describe('catching up a replica stuck alone in a newer view', () => {
     expect(cluster.replica(0).lastExecutedSeq).toBe(1);
   });
 });
+
+describe('executing what a view this replica left committed', () => {
+  /** Replicas 0-2 execute seq 1 in view 0 without replica 3, which then times out alone into view 1. */
+  function leftBehindInANewerView() {
+    const cluster = new Cluster().start();
+    const request = cluster.request(0);
+    cluster.submit(request);
+    cluster.deliverAll({ drop: (e) => e.to === 3 });
+    expect(cluster.replica(0).lastExecutedSeq).toBe(1);
+    const seqOne = cluster.sent.filter(
+      (e) =>
+        e.to === 1 &&
+        (e.message.type === 'pre-prepare' || e.message.type === 'commit') &&
+        (e.message.type === 'pre-prepare' ? e.message.prePrepare.body.seq : e.message.commit.body.seq) === 1,
+    );
+    cluster.submit(cluster.request(1), 3);
+    for (let i = 0; i < cluster.config.viewChangeTimeoutTicks; i++) cluster.tick(3);
+    expect(cluster.replica(3).currentView).toBe(1);
+    expect(cluster.replica(3).currentStatus).toBe('view-change');
+    cluster.drop(() => true);
+    return { cluster, request, seqOne };
+  }
+
+  it('a replica that left view v executes a slot of v from 2f+1 matching COMMITs and its batch, without voting in v', () => {
+    const { cluster, seqOne } = leftBehindInANewerView();
+    const prePrepare = seqOne.find((e) => e.message.type === 'pre-prepare')!.message;
+    const commits = [0, 2].map(
+      (id) => seqOne.find((e) => e.message.type === 'commit' && e.from === id)!.message,
+    );
+    const digest = prePrepare.type === 'pre-prepare' ? prePrepare.prePrepare.body.digest : new Uint8Array();
+    const sentBefore = cluster.sent.length;
+
+    // The batch and two COMMITs are not a certificate.
+    expect(rejections(cluster.step(3, prePrepare))).toEqual(['pre-prepare:old-view']);
+    for (const commit of commits) expect(cluster.step(3, commit).executed).toEqual([]);
+    expect(cluster.replica(3).lastExecutedSeq).toBe(0);
+    // A COMMIT of a third replica for the digest is: seq 1 executes, in view 0's order.
+    const ready = cluster.step(3, cluster.commit(2, 0, 1, digest));
+    expect(ready.executed).toEqual([]); // replica 2's again: one COMMIT per sender
+    const third = cluster.step(3, cluster.commit(1, 0, 1, digest));
+    expect(third.executed.map((batch) => [batch.seq, batch.view])).toEqual([[1, 0]]);
+    expect(cluster.replica(3).lastExecutedSeq).toBe(1);
+    expect(sha256(cluster.ledgers[3]!.snapshot())).toEqual(sha256(cluster.ledgers[0]!.snapshot()));
+    // It signed nothing for view 0: it is still in its view change for view 1.
+    const signedSince = cluster.sent.slice(sentBefore).filter((e) => e.from === 3);
+    for (const { message } of signedSince) {
+      expect(['pre-prepare', 'prepare', 'commit']).not.toContain(message.type);
+    }
+    expect(cluster.replica(3).currentView).toBe(1);
+    expect(cluster.replica(3).currentStatus).toBe('view-change');
+  });
+
+  it('a FETCH-STATE is answered, for each committed slot, with the whole commit certificate, so the asker catches up even if other signers left the view too', () => {
+    const { cluster } = leftBehindInANewerView();
+    // Replica 3 asks (a peer's CHECKPOINT or FETCH-STATE would make it); only replica 1 answers.
+    cluster.step(3, cluster.checkpoint(1, cluster.config.checkpointInterval, sha256(new Uint8Array())));
+    // (Peers answer each replica at most once per retransmission interval: let one pass.)
+    for (let i = 0; i < cluster.config.retransmitIntervalTicks; i++)
+      for (const id of [0, 1, 2, 3]) cluster.tick(id);
+    cluster.drop((e) => !(e.from === 3 && e.message.type === 'fetch-state'));
+    const fetchStates = cluster.peek((e) => e.from === 3 && e.message.type === 'fetch-state');
+    expect(fetchStates.length).toBeGreaterThan(0);
+    cluster.deliverWhere(
+      (e) => e.from === 3 && e.message.type === 'fetch-state' && (e.to === 0 || e.to === 1),
+    );
+    const answer = cluster.peek((e) => e.from === 1 && e.to === 3);
+    // Replica 1's own COMMIT and 2f of the others' for seq 1.
+    const commitSigners = answer
+      .filter((e) => e.message.type === 'commit')
+      .map((e) => (e.message.type === 'commit' ? e.message.commit.body.replica : -1))
+      .sort();
+    expect(commitSigners).toEqual([0, 1, 2]);
+    // The batch comes from the primary's answer (its PRE-PREPARE); replica 1's answer has the rest.
+    const batch = cluster.peek((e) => e.from === 0 && e.to === 3 && e.message.type === 'pre-prepare');
+    expect(batch).toHaveLength(1);
+    cluster.drop(() => true);
+    cluster.step(3, batch[0]!.message);
+    expect(cluster.replica(3).lastExecutedSeq).toBe(0);
+    for (const envelope of answer) cluster.step(3, envelope.message);
+    expect(cluster.replica(3).lastExecutedSeq).toBe(1);
+  });
+});
