@@ -1,6 +1,10 @@
+import { defaultServerConditions } from 'vite';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  // `import … from 'pbft'` in a test means the sources, as in tsconfig.json (package.json "exports";
+  // consumers of the package get the compiled dist/).
+  ssr: { resolve: { conditions: ['pbft-source', ...defaultServerConditions] } },
   test: {
     include: ['test/**/*.test.ts'],
     testTimeout: 60_000,

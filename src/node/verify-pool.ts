@@ -9,7 +9,12 @@ import { Worker } from 'node:worker_threads';
 
 /** Below this many signatures a burst goes to one worker: splitting would cost more than it saves. */
 const SPLIT_SIGNATURES_MIN = 16;
-const WORKER_FILE = new URL('./verify-worker.ts', import.meta.url);
+// The sources run as .ts; the package's compiled copy (dist/, see tsconfig.build.json) as .js, and a
+// URL string is not an import specifier the compiler rewrites.
+const WORKER_FILE = new URL(
+  import.meta.url.endsWith('.ts') ? './verify-worker.ts' : './verify-worker.js',
+  import.meta.url,
+);
 
 export interface VerifyPoolOptions {
   /** The worker's module (tests substitute a failing one). */
