@@ -58,6 +58,12 @@ try {
   }
   const receipt: TransferReceipt = await client.transfer(bob.publicKeyHex, 25);
   const balance: BalanceAnswer = await client.balance(bob.publicKeyHex);
+  // f+1 replies make the receipt, so the embedded replica may still be catching up: give it time
+  // (it asks its peers within a retransmission interval).
+  const catchUpDeadline = Date.now() + 20_000;
+  while (replica.status().lastExecuted < receipt.seq && Date.now() < catchUpDeadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   const status: ReplicaStatus = replica.status();
   console.log(
     JSON.stringify({
