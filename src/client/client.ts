@@ -48,6 +48,11 @@ export {
 export const OPERATION_TIMEOUT_MS = 30_000;
 /** Request numbers reserved on disk at a time. */
 export const COUNTER_RESERVATION_BLOCK = 64;
+/**
+ * Times one operation moves its request number past a floor the cluster reports (a new account's
+ * floor is the sequence number that created it; a lost counter file restarts below the last t).
+ */
+const STALE_SKIPS_MAX = 3;
 
 export interface TransferReceipt {
   status: 'ok';
@@ -127,6 +132,11 @@ class RequestCounter {
       await writeFileDurably(this.path, `${this.reservedUpTo}\n`);
     }
     return this.next++;
+  }
+
+  /** Never hand out `floor` or anything below it again (reserved on disk by the next take). */
+  skipPast(floor: number): void {
+    if (this.next <= floor) this.next = floor + 1;
   }
 }
 
@@ -209,7 +219,14 @@ export class PbftClient {
     return this.connection.collect(route, what, timeoutMs, decide, resend, firstRetryMs, resendOnNewPrimary);
   }
 
-  /** Order an operation through PBFT; resolves with the result f+1 replicas agree on. */
+  /**
+   * Order an operation through PBFT; resolves with the result f+1 replicas agree on. A request
+   * refused as stale with a floor above its t (a correct replica vouches that some request numbered
+   * above t is spent, so this process, which sends one request at a time, never had t executed) is
+   * signed again above that floor: that is how a new account, whose floor is the sequence number
+   * that created it, sends its first request, and how a client whose counter file was lost goes on.
+   * A floor equal to t means t executed and its reply is no longer cached: that is final.
+   */
   private async ordered(
     op: Uint8Array,
     what: string,
@@ -220,6 +237,26 @@ export class PbftClient {
       this.account = { signer, publicKey: signer.publicKey, counter: new RequestCounter(null) };
     }
     const account = this.account;
+    for (let skips = 0; ; skips++) {
+      try {
+        return await this.orderedOnce(account, op, what);
+      } catch (error) {
+        const skippable =
+          error instanceof RequestRefusedError &&
+          error.reason === 'stale-request' &&
+          error.floor > error.t &&
+          skips < STALE_SKIPS_MAX;
+        if (!skippable) throw error;
+        account.counter.skipPast(error.floor);
+      }
+    }
+  }
+
+  private async orderedOnce(
+    account: NonNullable<PbftClient['account']>,
+    op: Uint8Array,
+    what: string,
+  ): Promise<{ result: OperationResult; t: number; seq: number; view: number }> {
     const t = await account.counter.take();
     const request = signBody<RequestBody>({ type: 'request', client: account.publicKey, t, op }, (bytes) =>
       account.signer.sign(bytes),
@@ -231,7 +268,7 @@ export class PbftClient {
     // views (around a view change), so the view is not part of the vote.
     const votes = new Map<number, { key: string; view: number }>();
     const replyOf = new Map<string, { seq: number; result: Uint8Array }>();
-    const refusals = new Map<number, RequestErrorReason>();
+    const refusals = new Map<number, { reason: RequestErrorReason; floor: number }>();
     let busyBackedOff = false;
     const sentMs = performance.now();
     const firstRetryMs = this.connection.requestRetryMs;
@@ -251,10 +288,13 @@ export class PbftClient {
             return undefined;
           }
           // One replica could lie; f+1 saying the same thing include a correct one.
-          refusals.set(replica, message.reason);
-          const same = [...refusals.values()].filter((reason) => reason === message.reason).length;
-          if (same >= this.f + 1) throw new RequestRefusedError(message.reason, t);
-          return undefined;
+          refusals.set(replica, { reason: message.reason, floor: message.lastExecutedT });
+          const same = [...refusals.values()].filter((refusal) => refusal.reason === message.reason);
+          if (same.length < this.f + 1) return undefined;
+          // Of f+1 floors at least one is a correct replica's; f liars cannot raise the f+1-th
+          // highest above every correct one's (only lower it, which costs a retry).
+          const floors = same.map((refusal) => refusal.floor).sort((a, b) => b - a);
+          throw new RequestRefusedError(message.reason, t, floors[this.f]!);
         }
         if (message.type !== 'reply') return undefined;
         const key = `${message.reply.seq}:${toHex(message.reply.result)}`;

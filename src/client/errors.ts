@@ -37,15 +37,24 @@ export type FinalRefusalReason = Exclude<RequestErrorReason, 'busy'>;
 const REFUSAL_MESSAGES: Record<FinalRefusalReason, string> = {
   'bad-signature': "the request signature does not verify (is the key file the sender's?)",
   'stale-request': 'its request number was already used (was the .counter file next to the key file lost?)',
-  'client-table-full': 'the cluster serves no new clients: its reply cache is full',
+  'unknown-client':
+    'the sender has no account and its request number is ahead of the cluster, so it was not executed (fund the account first)',
 };
 
 /** f+1 replicas refused to order the request (it never executed). */
 export class RequestRefusedError extends PbftClientError {
   override name = 'RequestRefusedError';
   readonly reason: FinalRefusalReason;
-  constructor(reason: FinalRefusalReason, t: number) {
+  readonly t: number;
+  /**
+   * For 'stale-request': a request number at or below which nothing of this client can execute,
+   * vouched for by a correct replica (the (f+1)-th highest that the refusing replicas reported).
+   */
+  readonly floor: number;
+  constructor(reason: FinalRefusalReason, t: number, floor = 0) {
     super('REJECTED', `request ${t} refused: ${REFUSAL_MESSAGES[reason]}`);
     this.reason = reason;
+    this.t = t;
+    this.floor = floor;
   }
 }

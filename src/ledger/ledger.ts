@@ -16,7 +16,11 @@
  *   otherwise                   → amount moves; a missing recipient account is created
  * Whatever the outcome, the sender's lastRequest becomes t if the sender has an account. The ledger
  * does not deduplicate requests: at-most-once execution (t strictly increasing per client) is the
- * protocol's job. lastRequest 0 means no request executed yet, so clients number requests from 1.
+ * protocol's job, on the floor the ledger keeps (`requestFloor`): an account's lastRequest. Genesis
+ * accounts start at 0; an account created by a transfer at sequence number s starts at s, which
+ * voids every request its key signed while it had no account (the protocol executes a stranger's
+ * request only if t ≤ its sequence number), so a request refused for 'unknown-sender' can never
+ * execute after the key is funded.
  */
 import { CodecError, type CodecErrorCode, decodeCanonical, encodeCanonical } from '../codec/cbor.ts';
 import { readArray, readBytes, readMap, readUint } from '../codec/schema.ts';
@@ -92,15 +96,24 @@ export class Ledger {
     return ledger;
   }
 
-  /** Apply one ordered request from `client` (its public key) and return the encoded result. */
-  execute(client: Uint8Array, t: number, operation: Uint8Array): Uint8Array {
+  /**
+   * Apply one request from `client` (its public key), ordered at sequence number `seq`, and return
+   * the encoded result.
+   */
+  execute(seq: number, client: Uint8Array, t: number, operation: Uint8Array): Uint8Array {
+    invariant(Number.isSafeInteger(seq) && seq >= 0, 'sequence number must be a non-negative safe integer');
     invariant(client.length === ADDRESS_LENGTH_BYTES, `client key must be ${ADDRESS_LENGTH_BYTES} bytes`);
     invariant(Number.isSafeInteger(t) && t >= 0, 'request number t must be a non-negative safe integer');
     const senderKey = toHex(client);
     const sender = this.#accounts.get(senderKey);
-    const result = this.#apply(senderKey, sender, operation);
+    const result = this.#apply(seq, senderKey, sender, operation);
     if (sender !== undefined) sender.lastRequest = t;
     return encodeResult(result);
+  }
+
+  /** The account's lastRequest (see the rules above); null for a key without an account. */
+  requestFloor(client: Uint8Array): number | null {
+    return this.#accounts.get(toHex(client))?.lastRequest ?? null;
   }
 
   /** Answer a read-only operation from the current state; never changes anything. */
@@ -164,14 +177,20 @@ export class Ledger {
     return [...this.#accounts.keys()].sort().map((key) => this.#accounts.get(key)!);
   }
 
-  #apply(senderKey: string, sender: AccountEntry | undefined, operationBytes: Uint8Array): OperationResult {
+  #apply(
+    seq: number,
+    senderKey: string,
+    sender: AccountEntry | undefined,
+    operationBytes: Uint8Array,
+  ): OperationResult {
     const operation = decodeOrReject(operationBytes);
     if ('status' in operation) return operation;
     if (operation.type === 'balance') return this.#balanceResult(operation.address);
-    return this.#transfer(senderKey, sender, operation);
+    return this.#transfer(seq, senderKey, sender, operation);
   }
 
   #transfer(
+    seq: number,
     senderKey: string,
     sender: AccountEntry | undefined,
     { to, amount }: TransferOperation,
@@ -191,7 +210,8 @@ export class Ledger {
           `the ledger holds the maximum of ${ACCOUNT_COUNT_MAX} accounts; pay an existing account`,
         );
       }
-      recipient = { address: to.slice(), balance: 0, lastRequest: 0 };
+      // Its key may have signed requests as a stranger; they are numbered at most seq. Void them.
+      recipient = { address: to.slice(), balance: 0, lastRequest: seq };
       this.#accounts.set(recipientKey, recipient);
     }
     // Cannot overflow: both balances are part of a supply that is at most SUPPLY_MAX.

@@ -589,7 +589,7 @@ class ReplicaRuntime implements ReplicaNode {
   }
 
   private requestErrorFrame(
-    request: { client: Uint8Array; t: number },
+    request: { client: Uint8Array; t: number; lastExecutedT?: number },
     reason: RequestErrorReason,
   ): Uint8Array {
     return encodeClientFrame({
@@ -598,6 +598,7 @@ class ReplicaRuntime implements ReplicaNode {
       client: request.client,
       t: request.t,
       reason,
+      lastExecutedT: request.lastExecutedT ?? 0,
     });
   }
 

@@ -50,15 +50,16 @@ export interface StatusResultFrame {
 }
 
 /**
- * Why a replica will not order a request. The first three are final: the client trusts them once
- * f+1 replicas agree. 'busy' is not: the replica is full (admission control) and kept nothing, so
- * the client waits longer before it sends the request again.
+ * Why a replica will not order (or did not execute) a request. The first three are final: the
+ * client trusts them once f+1 replicas agree. 'busy' is not: the replica is full (admission
+ * control) and kept nothing, so the client waits longer before it sends the request again.
+ * 'unknown-client': the key has no account and t is above the sequence number it was ordered at.
  */
-export type RequestErrorReason = 'bad-signature' | 'stale-request' | 'client-table-full' | 'busy';
+export type RequestErrorReason = 'bad-signature' | 'stale-request' | 'unknown-client' | 'busy';
 export const REQUEST_ERROR_REASONS: readonly RequestErrorReason[] = [
   'bad-signature',
   'stale-request',
-  'client-table-full',
+  'unknown-client',
   'busy',
 ];
 
@@ -68,6 +69,11 @@ export interface RequestErrorFrame {
   client: Uint8Array;
   t: number;
   reason: RequestErrorReason;
+  /**
+   * For 'stale-request', the client's floor as this replica knows it: no request numbered at or
+   * below it can execute. 0 for every other reason.
+   */
+  lastExecutedT: number;
 }
 
 export type ClientToReplica = Extract<Message, { type: 'request' }> | QueryFrame | StatusFrame;
@@ -154,13 +160,21 @@ export function decodeReplicaToClient(bytes: Uint8Array): ReplicaToClient {
       };
     }
     case 'request-error': {
-      const fields = readMap(value, 'request-error', ['type', 'replica', 'client', 't', 'reason']);
+      const fields = readMap(value, 'request-error', [
+        'type',
+        'replica',
+        'client',
+        't',
+        'reason',
+        'lastExecutedT',
+      ]);
       return {
         type,
         replica: readUint(fields['replica'], 'replica'),
         client: readBytes(fields['client'], 'client', PUBLIC_KEY_BYTES),
         t: readUint(fields['t'], 't'),
         reason: readLiteral(fields['reason'], 'reason', REQUEST_ERROR_REASONS),
+        lastExecutedT: readUint(fields['lastExecutedT'], 'lastExecutedT'),
       };
     }
     case 'status-result': {

@@ -27,8 +27,10 @@ export interface ProtocolConfig {
   /** Most requests a replica holds pending (received, not yet executed). */
   pendingRequestsMax: number;
   /**
-   * Most clients in the replicated reply cache. It never shrinks (that is what makes exactly-once
-   * hold forever), so it is bounded to keep the whole state within one STATE frame.
+   * Most clients in the replicated reply cache (the last reply of each, for retransmissions); the
+   * least recently executed are evicted. Exactly-once rests on the application's request floor,
+   * not on this cache, so it bounds no number of accounts; it is bounded to keep the whole state
+   * within one STATE frame.
    */
   clientTableMax: number;
 }

@@ -141,10 +141,17 @@ export type ReplicaEvent =
   | { type: 'state-transferred'; seq: number }
   /** A batch this replica lacked for a slot of its view arrived (from the primary or by FETCH-BATCH). */
   | { type: 'batch-fetched'; seq: number }
-  | { type: 'request-refused'; client: Uint8Array; t: number; reason: 'client-table-full' }
+  /**
+   * A stranger's request (the application holds nothing for its client) numbered above the sequence
+   * number it was ordered at: not executed, so that it can be voided when the client becomes known.
+   */
+  | { type: 'request-refused'; client: Uint8Array; t: number; reason: 'unknown-client' }
   /** The pending table is full (pendingRequestsMax): the request was not kept; the client may retry. */
   | { type: 'request-busy'; client: Uint8Array; t: number }
-  /** A request whose t is below the client's last executed t: it can never execute. */
+  /**
+   * A request whose t is at most the client's floor (its last executed t, or the requests voided
+   * when the application came to know it): it can never execute.
+   */
   | { type: 'request-stale'; client: Uint8Array; t: number; lastExecutedT: number }
   | { type: 'message-rejected'; messageType: Message['type']; reason: CoreRejectionReason };
 
@@ -174,9 +181,12 @@ interface LogEntry {
 }
 
 /**
- * The last executed request of a client and its result: the reply cache. Part of the replicated
- * state, so it holds nothing replicas may legitimately disagree on (not the view it executed in: a
- * batch can commit in view v at one replica and be re-proposed and executed in v+1 at another).
+ * The last executed request of a client and its result: the reply cache, for retransmissions. Part
+ * of the replicated state, so it holds nothing replicas may legitimately disagree on (not the view it
+ * executed in: a batch can commit in view v at one replica and be re-proposed and executed in v+1 at
+ * another), and it is bounded: the least recently executed entries are evicted in (seq, client)
+ * order, the same everywhere. Exactly-once does not rest on it but on the application's
+ * `requestFloor`; strangers never get an entry.
  */
 interface ClientRecord {
   t: number;
@@ -277,6 +287,7 @@ export class Replica {
   private readonly slotsServedAtTick = new Map<ReplicaId, number>();
 
   // Clients.
+  /** The reply cache, in (seq, client) order: the first entry is the next to evict. */
   private readonly clients = new Map<string, ClientRecord>();
   /** Requests received and not yet executed, one per client (PBFT clients have one outstanding). */
   private readonly pending = new Map<string, Signed<RequestBody>>();
@@ -539,16 +550,14 @@ export class Replica {
     const body = request.body;
     const clientHex = toHex(body.client);
     const record = this.clients.get(clientHex);
-    if (record !== undefined && body.t <= record.t) {
+    if (record !== undefined && body.t === record.t) {
       // Retransmission of an executed request: answer from the reply cache, never execute again.
-      if (body.t === record.t) this.sendReply(body.client, record);
-      else
-        this.out.events.push({
-          type: 'request-stale',
-          client: body.client,
-          t: body.t,
-          lastExecutedT: record.t,
-        });
+      this.sendReply(body.client, record);
+      return;
+    }
+    const floor = this.floorOf(body.client, record);
+    if (floor !== null && body.t <= floor) {
+      this.out.events.push({ type: 'request-stale', client: body.client, t: body.t, lastExecutedT: floor });
       return;
     }
     const existing = this.pending.get(clientHex);
@@ -586,6 +595,23 @@ export class Replica {
     if (this.timerTicksLeft === null) this.startTimer();
   }
 
+  /**
+   * The highest request number of `client` that must never execute: the application's floor (its
+   * last executed request, or what was voided when it came to know the client), or the reply
+   * cache's entry, whichever is higher. null for a stranger.
+   */
+  private floorOf(client: Uint8Array, record = this.clients.get(toHex(client))): number | null {
+    const floor = this.stateMachine.requestFloor(client);
+    if (record === undefined) return floor;
+    return Math.max(floor ?? 0, record.t);
+  }
+
+  /** Whether request (client, t) executed already or never may. */
+  private isSpent(client: Uint8Array, t: number): boolean {
+    const floor = this.floorOf(client);
+    return floor !== null && t <= floor;
+  }
+
   private sendReply(client: Uint8Array, record: ClientRecord): void {
     this.out.replies.push({
       client,
@@ -618,8 +644,7 @@ export class Replica {
         const requestBytes = requestWireBytes(request);
         if (batchBytes + requestBytes > this.config.batchBytesMax) break;
         this.queue.delete(key);
-        const record = this.clients.get(toHex(request.body.client));
-        if ((record !== undefined && record.t >= request.body.t) || this.assigned.has(key)) continue;
+        if (this.isSpent(request.body.client, request.body.t) || this.assigned.has(key)) continue;
         this.assigned.add(key);
         batch.push(request);
         batchBytes += requestBytes;
@@ -1055,27 +1080,32 @@ export class Replica {
     invariant(seq === this.lastExecuted + 1, 'batches execute strictly in sequence order');
     this.busyAtTick = this.ticks;
     const requests: ExecutedRequest[] = [];
+    const cached = new Map<string, ClientRecord>();
     for (const request of batch) {
       const body = request.body;
       const clientHex = toHex(body.client);
-      const previous = this.clients.get(clientHex);
       let result: Uint8Array | null = null;
-      // Exactly once: a request whose t is not above the client's last executed t is skipped.
-      // Every client that executes is remembered; once the table is full a new client is refused
-      // without executing. The table never shrinks, so a refusal is permanent: a refused request
-      // can never execute later by replay.
-      if (previous === undefined && this.clients.size >= this.config.clientTableMax) {
+      // Exactly once: a request numbered at most the client's floor is skipped (executed before,
+      // or voided when the application came to know the client). A stranger's request executes
+      // (it can change nothing) only if t ≤ seq, so that the floor the application gives the
+      // client when it comes to know it at a later seq voids it; nothing is kept for strangers, so
+      // no number of fresh keys uses up anything an honest client needs.
+      const floor = this.floorOf(body.client, cached.get(clientHex) ?? this.clients.get(clientHex));
+      if (floor === null && body.t > seq) {
         this.out.events.push({
           type: 'request-refused',
           client: body.client,
           t: body.t,
-          reason: 'client-table-full',
+          reason: 'unknown-client',
         });
-      } else if (previous === undefined || body.t > previous.t) {
-        result = this.stateMachine.execute(body.client, body.t, body.op);
+      } else if (floor === null || body.t > floor) {
+        result = this.stateMachine.execute(seq, body.client, body.t, body.op);
         const record: ClientRecord = { t: body.t, seq, result };
-        this.clients.set(clientHex, record);
+        if (floor !== null) cached.set(clientHex, record);
         this.sendReply(body.client, record);
+      } else if (body.t < floor || (cached.get(clientHex) ?? this.clients.get(clientHex))?.t !== body.t) {
+        // Voided, or executed long ago: tell the client (a duplicate of the last one says nothing).
+        this.out.events.push({ type: 'request-stale', client: body.client, t: body.t, lastExecutedT: floor });
       }
       requests.push({ request, result });
       const waiting = this.pending.get(clientHex);
@@ -1088,11 +1118,28 @@ export class Replica {
       this.queue.delete(key);
       this.assigned.delete(key);
     }
+    this.cacheReplies(cached);
     this.lastExecuted = seq;
     this.idleAnnouncementInIntervals = 1;
     this.idleAnnouncementGapIntervals = 1;
     this.out.executed.push({ seq, view, digest, requests });
     if (seq % this.config.checkpointInterval === 0) this.takeCheckpoint(seq);
+  }
+
+  /**
+   * Put one batch's replies into the reply cache, behind every older entry and in client order (so
+   * that the cache's order is (seq, client) on every replica, also after a restore), then evict the
+   * least recently executed down to clientTableMax.
+   */
+  private cacheReplies(batchRecords: Map<string, ClientRecord>): void {
+    for (const clientHex of [...batchRecords.keys()].sort()) {
+      this.clients.delete(clientHex);
+      this.clients.set(clientHex, batchRecords.get(clientHex)!);
+    }
+    for (const clientHex of this.clients.keys()) {
+      if (this.clients.size <= this.config.clientTableMax) break;
+      this.clients.delete(clientHex);
+    }
   }
 
   /** The replicated state: the application's snapshot plus the client table (reply cache). */
@@ -1113,7 +1160,7 @@ export class Replica {
     const records = readArray(
       fields['clients'],
       'snapshot.clients',
-      Number.MAX_SAFE_INTEGER,
+      this.config.clientTableMax,
       (item, what) => {
         const record = readMap(item, what, ['client', 't', 'seq', 'result']);
         return {
@@ -1126,7 +1173,11 @@ export class Replica {
     );
     this.stateMachine.restore(app);
     this.clients.clear();
-    for (const { client, ...record } of records) this.clients.set(toHex(client), record);
+    // Eviction order: (seq, client), as cacheReplies keeps it while executing.
+    const ordered = records
+      .map(({ client, ...record }) => ({ clientHex: toHex(client), record }))
+      .sort((a, b) => a.record.seq - b.record.seq || (a.clientHex < b.clientHex ? -1 : 1));
+    for (const { clientHex, record } of ordered) this.clients.set(clientHex, record);
   }
 
   private takeCheckpoint(seq: number): void {
@@ -1365,8 +1416,7 @@ export class Replica {
     this.out.persist.push({ type: 'stable-checkpoint', checkpoint: { ...this.stable, snapshot } });
     this.out.events.push({ type: 'state-transferred', seq });
     for (const [clientHex, request] of this.pending) {
-      const record = this.clients.get(clientHex);
-      if (record !== undefined && record.t >= request.body.t) {
+      if (this.isSpent(request.body.client, request.body.t)) {
         this.pending.delete(clientHex);
         this.relayed.delete(clientHex);
       }

@@ -2,6 +2,7 @@
  * Invariant checkers run on every simulated seed. They watch what correct replicas execute and what
  * clients accept, and record a violation the moment an invariant breaks.
  */
+import { decodeOperation, decodeResult } from '../ledger/operations.ts';
 import type { ExecutedBatch } from '../protocol/replica.ts';
 import { bytesEqual, toHex } from '../util/bytes.ts';
 
@@ -44,6 +45,10 @@ export class InvariantCheckers {
   private readonly issued = new Map<string, Uint8Array>();
   /** client:t → the sequence number at which correct replicas executed it. */
   private readonly seqOf = new Map<string, number>();
+  /** Per address, the (seq, position in the batch) of the transfer that created its account. */
+  private readonly createdAt = new Map<string, { seq: number; index: number }>();
+  /** Every result a correct replica computed for a stranger's request (hex), over its executions. */
+  private readonly strangerResultsOf = new Map<string, Set<string>>();
   /** client → the highest sequence number of a request of its that it accepted (read-your-writes). */
   private readonly seenBy = new Map<string, number>();
   /** query id → what correct replicas answered it, and how far each had executed. */
@@ -52,8 +57,35 @@ export class InvariantCheckers {
   /** The genesis total supply, which no execution may change. */
   private readonly supply: number;
 
-  constructor(supply: number) {
+  /** `accounts`: the genesis addresses; later accounts are learnt from the transfers that create them. */
+  constructor(supply: number, accounts: readonly Uint8Array[] = []) {
     this.supply = supply;
+    for (const address of accounts) this.createdAt.set(toHex(address), { seq: 0, index: -1 });
+  }
+
+  /**
+   * Whether the client of the request at (seq, index) had no account then, judged from what
+   * correct replicas executed (an account exists from the successful transfer that paid it first),
+   * not from what the replica says.
+   */
+  private isStranger(client: Uint8Array, seq: number, index: number): boolean {
+    const created = this.createdAt.get(toHex(client));
+    return created === undefined || created.seq > seq || (created.seq === seq && created.index >= index);
+  }
+
+  private noteCreatedAccount(operation: Uint8Array, result: Uint8Array, seq: number, index: number): void {
+    let to: Uint8Array;
+    try {
+      const decoded = decodeOperation(operation);
+      if (decoded.type !== 'transfer' || decodeResult(result).status !== 'ok') return;
+      to = decoded.to;
+    } catch {
+      return;
+    }
+    const key = toHex(to);
+    const created = this.createdAt.get(key);
+    if (created === undefined || created.seq > seq || (created.seq === seq && created.index > index))
+      this.createdAt.set(key, { seq, index });
   }
 
   violate(kind: ViolationKind, message: string): void {
@@ -82,7 +114,7 @@ export class InvariantCheckers {
       this.executedBy.set(replica, executedHere);
     }
     const keys: string[] = [];
-    for (const { request, result } of batch.requests) {
+    for (const [index, { request, result }] of batch.requests.entries()) {
       const key = `${toHex(request.body.client)}:${request.body.t}`;
       const issuedOperation = this.issued.get(key);
       if (issuedOperation === undefined || !bytesEqual(issuedOperation, request.body.op)) {
@@ -93,12 +125,23 @@ export class InvariantCheckers {
       }
       if (result === null) continue;
       keys.push(key);
-      if (executedHere.has(key))
-        this.violate('exactly-once', `replica ${replica} executed ${key.slice(0, 12)}… twice`);
-      executedHere.set(key, batch.seq);
-      if (!this.seqOf.has(key)) this.seqOf.set(key, batch.seq);
-      const known = this.resultOf.get(key);
-      if (known === undefined) this.resultOf.set(key, result);
+      const stranger = this.isStranger(request.body.client, batch.seq, index);
+      this.noteCreatedAccount(request.body.op, result, batch.seq, index);
+      // A stranger's request (its key had no account) changes nothing and is kept nowhere, so a
+      // replay of it executes again; what must agree is each execution's result, per seq.
+      if (stranger) {
+        let results = this.strangerResultsOf.get(key);
+        if (results === undefined) this.strangerResultsOf.set(key, (results = new Set()));
+        results.add(toHex(result));
+      } else {
+        if (executedHere.has(key))
+          this.violate('exactly-once', `replica ${replica} executed ${key.slice(0, 12)}… twice`);
+        executedHere.set(key, batch.seq);
+        if (!this.seqOf.has(key)) this.seqOf.set(key, batch.seq);
+      }
+      const resultKey = stranger ? `${key}@${batch.seq}` : key;
+      const known = this.resultOf.get(resultKey);
+      if (known === undefined) this.resultOf.set(resultKey, result);
       else if (!bytesEqual(known, result)) {
         this.violate('agreement', `replica ${replica} computed a different result for ${key.slice(0, 12)}…`);
       }
@@ -143,7 +186,10 @@ export class InvariantCheckers {
   onClientAccepted(client: Uint8Array, t: number, result: Uint8Array): void {
     const key = `${toHex(client)}:${t}`;
     const known = this.resultOf.get(key);
-    if (known === undefined || !bytesEqual(known, result)) {
+    const computed =
+      (known !== undefined && bytesEqual(known, result)) ||
+      (this.strangerResultsOf.get(key)?.has(toHex(result)) ?? false);
+    if (!computed) {
       this.violate(
         'client-result',
         `client accepted a result for ${key.slice(0, 12)}… that no correct replica computed`,

@@ -29,6 +29,8 @@ import {
   encodeClientFrame,
   type QueryResultFrame,
   type ReplicaToClient,
+  type RequestErrorFrame,
+  type RequestErrorReason,
 } from '../protocol/client-protocol.ts';
 import { type ProtocolConfig, primaryOf, quorums } from '../protocol/config.ts';
 import {
@@ -158,6 +160,11 @@ export interface SimulationResult {
   /** Messages correct replicas rejected, by reason (edge: undecodable / bad-signature; core: rule). */
   rejections: Record<string, number>;
   /**
+   * Requests that f+1 replicas refused, by reason, as the client saw it ('stale-request' includes
+   * a new account's first request, which the client then signs again above its floor).
+   */
+  requestRefusals: Record<string, number>;
+  /**
    * Balance reads completed: on 2f+1 matching query answers, or through the ordered fallback; and
    * query answers clients set aside because they came from before the client's last write.
    */
@@ -241,6 +248,8 @@ interface SimClient {
   current: {
     request: Signed<RequestBody>;
     replies: Map<number, string>;
+    /** Per replica, its request-error for this t: the reason and the floor it reported. */
+    refusals: Map<number, { reason: RequestErrorReason; floor: number }>;
     timeoutMs: number;
     read: boolean;
   } | null;
@@ -326,6 +335,7 @@ class Simulation {
   /** Matching votes a client needs: f+1 replies, 2f+1 query answers (unless a test lowers them). */
   private readonly votesNeeded: { reply: number; read: number };
   private readonly rejections: Record<string, number> = {};
+  private readonly refusals: Record<string, number> = {};
   private readonly rejectionsBySender = new Map<string, RejectionCount>();
   private readonly byzantinePrimaries = new Set<number>();
   /** slotKey of every PRE-PREPARE any replica sent, alone or inside a NEW-VIEW. */
@@ -444,7 +454,10 @@ class Simulation {
         .slice(0, Math.max(1, this.clients.length - 1))
         .map((client) => ({ address: client.signer.publicKey, balance: CLIENT_BALANCE })),
     };
-    this.checkers = new InvariantCheckers(genesisSupply(this.genesis));
+    this.checkers = new InvariantCheckers(
+      genesisSupply(this.genesis),
+      this.genesis.accounts.map((account) => account.address),
+    );
 
     seeds.forEach((seed, id) => {
       const behaviour = liars.get(id);
@@ -528,6 +541,7 @@ class Simulation {
       largestFrameBytes: this.largestFrameBytes,
       oversizedFrames: this.oversizedFrames,
       rejections: this.rejections,
+      requestRefusals: this.refusals,
       reads: { ...this.reads },
       clientLies: { ...this.clientLies },
       rejectionsBySender: [...this.rejectionsBySender.values()],
@@ -794,6 +808,21 @@ class Simulation {
       const target = this.clientByKey.get(toHex(client));
       if (target !== undefined) this.answerClient(replica, target, { type: 'reply', reply });
     }
+    // Refusals reach the client as the runtime sends them: request-error frames.
+    for (const event of ready.events) {
+      if (event.type !== 'request-stale' && event.type !== 'request-refused') continue;
+      const target = this.clientByKey.get(toHex(event.client));
+      if (target === undefined) continue;
+      const frame = encodeClientFrame({
+        type: 'request-error',
+        replica: replica.id,
+        client: event.client,
+        t: event.t,
+        reason: event.type === 'request-stale' ? 'stale-request' : event.reason,
+        lastExecutedT: event.type === 'request-stale' ? event.lastExecutedT : 0,
+      });
+      this.transmit(replica.id, target.node, frame);
+    }
   }
 
   /** A reply or query answer to a client: what the core computed, or what a liar says instead. */
@@ -987,7 +1016,7 @@ class Simulation {
       (bytes) => client.signer.sign(bytes),
     );
     this.checkers.recordIssued(client.signer.publicKey, client.t, op);
-    client.current = { request, replies: new Map(), timeoutMs: CLIENT_TIMEOUT_MS, read };
+    client.current = { request, replies: new Map(), refusals: new Map(), timeoutMs: CLIENT_TIMEOUT_MS, read };
     const primary = primaryOf(client.believedView, this.options.replicas);
     this.transmit(client.node, primary, encodeMessage({ type: 'request', request }));
     this.queue.push(this.nowMs + CLIENT_TIMEOUT_MS, {
@@ -1069,6 +1098,7 @@ class Simulation {
     }
     if (frame.type === 'query-result') return this.onQueryAnswer(client, from, frame);
     const current = client.current;
+    if (current !== null && frame.type === 'request-error') return this.onRefusal(client, from, frame);
     if (current === null || frame.type !== 'reply') return;
     const { reply } = frame;
     // The channel authenticates the sender, so a reply counts only for the replica that sent it.
@@ -1087,6 +1117,29 @@ class Simulation {
     client.believedView = Math.max(client.believedView, reply.view);
     if (current.read) this.queue.push(this.nowMs, { type: 'client-send', client: client.index });
     else this.clientThinks(client);
+  }
+
+  /**
+   * f+1 replicas refusing the same way are an answer (PbftClient alike): a stale request with a
+   * floor above its t is signed again above the floor (a new account's first request); any other
+   * refusal ends the request.
+   */
+  private onRefusal(client: SimClient, from: NodeId, frame: RequestErrorFrame): void {
+    const current = client.current!;
+    if (frame.replica !== from || frame.t !== current.request.body.t || frame.reason === 'busy') return;
+    current.refusals.set(from, { reason: frame.reason, floor: frame.lastExecutedT });
+    const same = [...current.refusals.values()].filter((refusal) => refusal.reason === frame.reason);
+    if (same.length < this.f + 1) return;
+    const floor = same.map((refusal) => refusal.floor).sort((a, b) => b - a)[this.f]!;
+    client.current = null;
+    this.refusals[frame.reason] = (this.refusals[frame.reason] ?? 0) + 1;
+    if (frame.reason === 'stale-request' && floor > current.request.body.t) {
+      client.t = Math.max(client.t, floor);
+      this.clientRequest(client, current.request.body.op, current.read);
+      return;
+    }
+    if (!current.read) client.remaining--;
+    this.clientThinks(client);
   }
 
   private clientThinks(client: SimClient): void {

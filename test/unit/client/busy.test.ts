@@ -31,7 +31,16 @@ it('a client answered "busy" by every replica retries the same request later ins
     copies.set(t, copy);
     // Every replica is full for the first copies it sees (all four say so: f+1 and more).
     if (copy <= 4) {
-      session.send(encodeClientFrame({ type: 'request-error', replica: id, client, t, reason: 'busy' }));
+      session.send(
+        encodeClientFrame({
+          type: 'request-error',
+          replica: id,
+          client,
+          t,
+          reason: 'busy',
+          lastExecutedT: 0,
+        }),
+      );
       return;
     }
     const reply = {

@@ -19,6 +19,9 @@ import {
 import { concatBytes, fromHex } from '../../../src/util/bytes.ts';
 import { addressOf, codecErrorCode } from './helpers.ts';
 
+/** The sequence number the protocol orders these requests at (it matters only to new accounts). */
+const SEQ = 1;
+
 const SEED = 7_331;
 const alice = addressOf(0xa1);
 const bob = addressOf(0xb0);
@@ -251,7 +254,7 @@ describe('operation codec', () => {
     const ledger = Ledger.fromGenesis({ accounts: [{ address: alice, balance: 10 }] });
     for (const { bytes, code } of rejected) {
       if (code === 'none') continue;
-      const result = decodeResult(ledger.execute(alice, 1, bytes()));
+      const result = decodeResult(ledger.execute(SEQ, alice, 1, bytes()));
       expect(result).toMatchObject({ status: 'rejected', reason: 'malformed-operation' });
       if (result.status === 'rejected') expect(result.message).toContain(code);
     }
@@ -355,7 +358,7 @@ describe('snapshot decoding', () => {
         { address: bob, balance: 2_000 },
       ],
     });
-    ledger.execute(alice, 4, encodeOperation({ type: 'transfer', to: addressOf(0xc0), amount: 300 }));
+    ledger.execute(SEQ, alice, 4, encodeOperation({ type: 'transfer', to: addressOf(0xc0), amount: 300 }));
     return ledger;
   }
 

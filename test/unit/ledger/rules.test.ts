@@ -12,6 +12,9 @@ import { InvariantError } from '../../../src/util/assert.ts';
 import { bytesEqual, toHex } from '../../../src/util/bytes.ts';
 import { addressOf, balanceBytes, result, transferBytes } from './helpers.ts';
 
+/** The sequence number the protocol orders these requests at (it matters only to new accounts). */
+const SEQ = 1;
+
 const alice = addressOf(0xa1);
 const bob = addressOf(0xb0);
 const carol = addressOf(0xc0);
@@ -29,7 +32,7 @@ function aliceAndBob(): Ledger {
 describe('transfer', () => {
   it('moves the amount and reports the sender’s new balance', () => {
     const ledger = aliceAndBob();
-    expect(result(ledger.execute(alice, 1, transferBytes(bob, 30)))).toEqual({
+    expect(result(ledger.execute(SEQ, alice, 1, transferBytes(bob, 30)))).toEqual({
       status: 'ok',
       type: 'transfer',
       balance: 70,
@@ -41,7 +44,7 @@ describe('transfer', () => {
 
   it('may spend the whole balance, leaving an account with zero', () => {
     const ledger = aliceAndBob();
-    expect(result(ledger.execute(alice, 1, transferBytes(bob, 100)))).toMatchObject({ balance: 0 });
+    expect(result(ledger.execute(SEQ, alice, 1, transferBytes(bob, 100)))).toMatchObject({ balance: 0 });
     expect(ledger.account(alice)).toEqual({ balance: 0, lastRequest: 1 });
     expect(ledger.accountCount()).toBe(2);
   });
@@ -49,8 +52,8 @@ describe('transfer', () => {
   it('creates the recipient account when it does not exist', () => {
     const ledger = aliceAndBob();
     expect(ledger.account(carol)).toBeUndefined();
-    expect(result(ledger.execute(alice, 1, transferBytes(carol, 25))).status).toBe('ok');
-    expect(ledger.account(carol)).toEqual({ balance: 25, lastRequest: 0 });
+    expect(result(ledger.execute(SEQ, alice, 1, transferBytes(carol, 25))).status).toBe('ok');
+    expect(ledger.account(carol)).toEqual({ balance: 25, lastRequest: SEQ });
     expect(ledger.accountCount()).toBe(3);
     expect(ledger.totalSupply()).toBe(150);
   });
@@ -81,7 +84,7 @@ describe('rejections change nothing but the sender’s lastRequest', () => {
     it(`${name}: ${toHex(operation()).slice(0, 40)}`, () => {
       const ledger = aliceAndBob();
       const before = ledger.accounts();
-      const outcome = result(ledger.execute(client, 7, operation()));
+      const outcome = result(ledger.execute(SEQ, client, 7, operation()));
       expect(outcome).toMatchObject({ status: 'rejected', reason: name });
       if (outcome.status !== 'rejected') throw new Error('unreachable');
       expect(outcome.message.length).toBeGreaterThan(0);
@@ -97,29 +100,29 @@ describe('rejections change nothing but the sender’s lastRequest', () => {
   it('an unknown sender gets no account from a rejection', () => {
     const ledger = aliceAndBob();
     const snapshot = ledger.snapshot();
-    ledger.execute(stranger, 1, transferBytes(bob, 1));
+    ledger.execute(SEQ, stranger, 1, transferBytes(bob, 1));
     expect(ledger.account(stranger)).toBeUndefined();
     expect(ledger.snapshot()).toEqual(snapshot);
   });
 
   it('checks amount before self-transfer before sender before funds, so the reason is the same everywhere', () => {
     const ledger = aliceAndBob();
-    expect(result(ledger.execute(stranger, 1, transferBytes(stranger, 0)))).toMatchObject({
+    expect(result(ledger.execute(SEQ, stranger, 1, transferBytes(stranger, 0)))).toMatchObject({
       reason: 'invalid-amount',
     });
-    expect(result(ledger.execute(stranger, 2, transferBytes(stranger, 5)))).toMatchObject({
+    expect(result(ledger.execute(SEQ, stranger, 2, transferBytes(stranger, 5)))).toMatchObject({
       reason: 'self-transfer',
     });
-    expect(result(ledger.execute(stranger, 3, transferBytes(bob, 1_000_000)))).toMatchObject({
+    expect(result(ledger.execute(SEQ, stranger, 3, transferBytes(bob, 1_000_000)))).toMatchObject({
       reason: 'unknown-sender',
     });
   });
 
   it('messages say what was wrong', () => {
     const ledger = aliceAndBob();
-    const insufficient = result(ledger.execute(alice, 1, transferBytes(bob, 101)));
+    const insufficient = result(ledger.execute(SEQ, alice, 1, transferBytes(bob, 101)));
     expect(insufficient).toMatchObject({ message: 'balance 100 is less than the amount 101' });
-    const unknown = result(ledger.execute(stranger, 1, transferBytes(bob, 1)));
+    const unknown = result(ledger.execute(SEQ, stranger, 1, transferBytes(bob, 1)));
     expect(unknown).toMatchObject({ message: `sender ${'51'.repeat(32)} has no account` });
   });
 });
@@ -127,28 +130,32 @@ describe('rejections change nothing but the sender’s lastRequest', () => {
 describe('lastRequest', () => {
   it('records t of every executed request of an existing account, whatever the outcome', () => {
     const ledger = aliceAndBob();
-    ledger.execute(alice, 1, transferBytes(bob, 1));
+    ledger.execute(SEQ, alice, 1, transferBytes(bob, 1));
     expect(ledger.account(alice)?.lastRequest).toBe(1);
-    ledger.execute(alice, 2, balanceBytes(carol));
+    ledger.execute(SEQ, alice, 2, balanceBytes(carol));
     expect(ledger.account(alice)?.lastRequest).toBe(2);
-    ledger.execute(alice, 5, transferBytes(bob, 1_000));
+    ledger.execute(SEQ, alice, 5, transferBytes(bob, 1_000));
     expect(ledger.account(alice)?.lastRequest).toBe(5);
     expect(ledger.account(bob)?.lastRequest).toBe(0);
   });
 
-  it('starts at 0 for a recipient account created by a transfer and advances when it sends', () => {
+  it('starts at the sequence number that created the account (voiding what its key signed before) and advances when it sends', () => {
     const ledger = aliceAndBob();
-    ledger.execute(alice, 1, transferBytes(carol, 10));
-    expect(ledger.account(carol)?.lastRequest).toBe(0);
-    ledger.execute(carol, 1, transferBytes(bob, 4));
-    expect(ledger.account(carol)).toEqual({ balance: 6, lastRequest: 1 });
+    expect(ledger.requestFloor(carol)).toBeNull();
+    ledger.execute(40, alice, 1, transferBytes(carol, 10));
+    expect(ledger.account(carol)?.lastRequest).toBe(40);
+    expect(ledger.requestFloor(carol)).toBe(40);
+    ledger.execute(41, carol, 41, transferBytes(bob, 4));
+    expect(ledger.account(carol)).toEqual({ balance: 6, lastRequest: 41 });
+    expect(ledger.requestFloor(carol)).toBe(41);
+    expect(ledger.requestFloor(alice)).toBe(1);
   });
 
   it('refuses malformed calls from the protocol: a short client key or an unsafe t', () => {
     const ledger = aliceAndBob();
-    expect(() => ledger.execute(alice.subarray(1), 1, transferBytes(bob, 1))).toThrow(InvariantError);
-    expect(() => ledger.execute(alice, -1, transferBytes(bob, 1))).toThrow(InvariantError);
-    expect(() => ledger.execute(alice, 1.5, transferBytes(bob, 1))).toThrow(InvariantError);
+    expect(() => ledger.execute(SEQ, alice.subarray(1), 1, transferBytes(bob, 1))).toThrow(InvariantError);
+    expect(() => ledger.execute(SEQ, alice, -1, transferBytes(bob, 1))).toThrow(InvariantError);
+    expect(() => ledger.execute(SEQ, alice, 1.5, transferBytes(bob, 1))).toThrow(InvariantError);
     expect(ledger.account(alice)).toEqual({ balance: 100, lastRequest: 0 });
   });
 });
@@ -156,14 +163,14 @@ describe('lastRequest', () => {
 describe('balance', () => {
   it('as an ordered request answers for existing and missing accounts', () => {
     const ledger = aliceAndBob();
-    expect(result(ledger.execute(stranger, 1, balanceBytes(bob)))).toEqual({
+    expect(result(ledger.execute(SEQ, stranger, 1, balanceBytes(bob)))).toEqual({
       status: 'ok',
       type: 'balance',
       address: bob,
       balance: 50,
       exists: true,
     });
-    expect(result(ledger.execute(alice, 2, balanceBytes(carol)))).toEqual({
+    expect(result(ledger.execute(SEQ, alice, 2, balanceBytes(carol)))).toEqual({
       status: 'ok',
       type: 'balance',
       address: carol,
@@ -179,7 +186,7 @@ describe('balance', () => {
 describe('query', () => {
   it('answers balances and never mutates, whatever it is given', () => {
     const ledger = aliceAndBob();
-    ledger.execute(alice, 3, transferBytes(carol, 10));
+    ledger.execute(SEQ, alice, 3, transferBytes(carol, 10));
     const snapshot = ledger.snapshot();
 
     expect(result(ledger.query(balanceBytes(alice)))).toEqual({
@@ -241,7 +248,7 @@ describe('helpers', () => {
     const ledger = new Ledger();
     expect(ledger.accountCount()).toBe(0);
     expect(ledger.totalSupply()).toBe(0);
-    expect(result(ledger.execute(alice, 1, transferBytes(bob, 1)))).toMatchObject({
+    expect(result(ledger.execute(SEQ, alice, 1, transferBytes(bob, 1)))).toMatchObject({
       reason: 'unknown-sender',
     });
   });
@@ -253,7 +260,7 @@ describe('helpers', () => {
         { address: bob, balance: 1 },
       ],
     });
-    ledger.execute(bob, 1, transferBytes(alice, 1));
+    ledger.execute(SEQ, bob, 1, transferBytes(alice, 1));
     expect(ledger.balanceOf(alice)).toBe(SUPPLY_MAX);
     expect(ledger.totalSupply()).toBe(SUPPLY_MAX);
     expect(Ledger.fromSnapshot(ledger.snapshot()).balanceOf(alice)).toBe(SUPPLY_MAX);
@@ -284,14 +291,14 @@ describe('account limit', () => {
     const sender = numberedAddress(0);
     const newcomer = addressOf(0xee);
     const rejected = decodeResult(
-      ledger.execute(sender, Number.MAX_SAFE_INTEGER, transferBytes(newcomer, 1)),
+      ledger.execute(SEQ, sender, Number.MAX_SAFE_INTEGER, transferBytes(newcomer, 1)),
     );
     expect(rejected).toMatchObject({ status: 'rejected', reason: 'account-limit' });
     expect(ledger.account(newcomer)).toBeUndefined();
     expect(ledger.accountCount()).toBe(ACCOUNT_COUNT_MAX);
     expect(ledger.account(sender)).toEqual({ balance: 2 ** 32, lastRequest: Number.MAX_SAFE_INTEGER });
 
-    const paid = decodeResult(ledger.execute(sender, 2, transferBytes(numberedAddress(1), 1)));
+    const paid = decodeResult(ledger.execute(SEQ, sender, 2, transferBytes(numberedAddress(1), 1)));
     expect(paid).toEqual({ status: 'ok', type: 'transfer', balance: 2 ** 32 - 1 });
     expect(ledger.balanceOf(numberedAddress(1))).toBe(2 ** 32 + 2);
   });

@@ -77,6 +77,8 @@ export interface Client {
 export interface ClusterOptions {
   n?: number;
   clients?: number;
+  /** How many of the last clients genesis leaves out: keys without an account (default 0). */
+  strangers?: number;
   config?: Partial<Omit<ProtocolConfig, 'replicaCount'>>;
 }
 
@@ -158,7 +160,9 @@ export class Cluster {
       return { index, signer, publicKey: signer.publicKey, t: 0 };
     });
     this.genesis = {
-      accounts: this.clients.map((client) => ({ address: client.publicKey, balance: CLIENT_BALANCE })),
+      accounts: this.clients
+        .slice(0, this.clients.length - (options.strangers ?? 0))
+        .map((client) => ({ address: client.publicKey, balance: CLIENT_BALANCE })),
     };
     this.storage = Array.from({ length: this.n }, () => emptyDurableState());
     this.executed = Array.from({ length: this.n }, () => []);
