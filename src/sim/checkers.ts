@@ -130,9 +130,8 @@ export class InvariantCheckers {
       // A stranger's request (its key had no account) changes nothing and is kept nowhere, so a
       // replay of it executes again; what must agree is each execution's result, per seq.
       if (stranger) {
-        let results = this.strangerResultsOf.get(key);
-        if (results === undefined) this.strangerResultsOf.set(key, (results = new Set()));
-        results.add(toHex(result));
+        const results = this.strangerResultsOf.get(key) ?? new Set<string>();
+        this.strangerResultsOf.set(key, results.add(toHex(result)));
       } else {
         if (executedHere.has(key))
           this.violate('exactly-once', `replica ${replica} executed ${key.slice(0, 12)}… twice`);

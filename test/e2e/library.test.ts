@@ -5,13 +5,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  ClusterConnection,
-  initTestnet,
-  PbftClient,
-  readKeyFile,
-  startReplica,
-} from 'pbft';
+import { ClusterConnection, initTestnet, PbftClient, readKeyFile, startReplica } from 'pbft';
 import { afterAll, expect, it } from 'vitest';
 import { encodeOperation } from '../../src/ledger/index.ts';
 import { readClusterConfig } from '../../src/node/cluster-config.ts';
