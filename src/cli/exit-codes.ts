@@ -10,6 +10,8 @@ export const EXIT_CONFIG = 3;
 export const EXIT_UNREACHABLE = 4;
 /** The cluster ordered the transfer and rejected it. */
 export const EXIT_REJECTED = 5;
+/** A replica's storage is damaged (records lost or garbled): it must not run on that data. */
+export const EXIT_STORAGE_DAMAGED = 6;
 
 /** An error the CLI reports as one line on stderr, with its exit code. */
 export class CliError extends Error {

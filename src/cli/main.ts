@@ -14,13 +14,14 @@ import { PbftClient, PbftClientError, TransferRejectedError } from '../client/cl
 import { generateSeed, KeyFileError, readKeyFile, writeKeyFile } from '../crypto/index.ts';
 import { GenesisError } from '../ledger/index.ts';
 import { ConfigFileError, LOG_LEVELS, readClusterConfig } from '../node/cluster-config.ts';
-import { StorageError } from '../storage/level.ts';
+import { StorageDamagedError, StorageError } from '../storage/level.ts';
 import {
   CliError,
   EXIT_CONFIG,
   EXIT_FAILURE,
   EXIT_OK,
   EXIT_REJECTED,
+  EXIT_STORAGE_DAMAGED,
   EXIT_UNREACHABLE,
   EXIT_USAGE,
 } from './exit-codes.ts';
@@ -315,6 +316,7 @@ program
 
 function exitCodeOf(error: unknown): number {
   if (error instanceof CliError) return error.exitCode;
+  if (error instanceof StorageDamagedError) return EXIT_STORAGE_DAMAGED;
   if (
     error instanceof ConfigFileError ||
     error instanceof KeyFileError ||

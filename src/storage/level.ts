@@ -13,7 +13,17 @@
  *   checkpoint              the stable checkpoint with its proof and snapshot
  *   prepared/<seq>          highest-view prepared certificate per sequence number, with its batch
  *   log/<seq>/<view>/<type>/<replica>   PRE-PREPAREs (with batch), PREPAREs, COMMITs
+ *
+ * Damage is detected, never skipped. LevelDB, as classic-level builds it, neither verifies block
+ * checksums on reads nor fails on a damaged write-ahead log: it drops the damaged records and says
+ * so only in its own LOG file. So every value is sealed with a format byte and a CRC-32 of its
+ * bytes (checked on load), and after opening, the LOG LevelDB wrote for this open is read for the
+ * records it dropped. Either refuses the storage with a StorageDamagedError naming what is damaged:
+ * a replica that forgot what it signed must not vote as if it remembered.
  */
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { ClassicLevel } from 'classic-level';
 import { CodecError, decodeCanonical, encodeCanonical } from '../codec/cbor.ts';
 import { readBoolean, readMap, readUint } from '../codec/schema.ts';
@@ -48,6 +58,26 @@ const PREFIX_END = '~';
 
 type Mutation = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string };
 
+/** First byte of every sealed value: the format, so an older pbft's unsealed record is told apart. */
+const SEALED_FORMAT = 0x01;
+/** Format byte plus a big-endian CRC-32 of the payload. */
+const SEAL_HEADER_BYTES = 5;
+/**
+ * Lines LevelDB writes to its LOG when it drops or cannot read records while recovering
+ * ("… (ignoring error) … dropping 519 bytes; Corruption: missing start of fragmented record").
+ */
+const LEVELDB_DAMAGE_PATTERN = /corruption|dropping|ignoring error/i;
+/** Kept in the data directory once damage was found (LevelDB itself forgets it at the next open). */
+const DAMAGE_VERDICT_FILE = 'DAMAGED';
+
+function seal(payload: Uint8Array): Uint8Array {
+  const sealed = new Uint8Array(SEAL_HEADER_BYTES + payload.length);
+  sealed[0] = SEALED_FORMAT;
+  new DataView(sealed.buffer).setUint32(1, crc32(payload));
+  sealed.set(payload, SEAL_HEADER_BYTES);
+  return sealed;
+}
+
 function padded(value: number): string {
   return value.toString().padStart(NUMBER_KEY_DIGITS, '0');
 }
@@ -62,6 +92,17 @@ function viewOfLogKey(key: string): number {
 
 export class StorageError extends Error {
   override name = 'StorageError';
+}
+
+/** The storage lost or garbled records: its contents cannot be trusted (not merely unreadable). */
+export class StorageDamagedError extends StorageError {
+  override name = 'StorageDamagedError';
+  /** The file or record found damaged. */
+  readonly where: string;
+  constructor(where: string, message: string) {
+    super(message);
+    this.where = where;
+  }
 }
 
 export class LevelStorage implements ReplicaStorage {
@@ -86,7 +127,52 @@ export class LevelStorage implements ReplicaStorage {
       const cause = (error as { cause?: Error }).cause?.message ?? (error as Error).message;
       throw new StorageError(`cannot open the database in ${directory}: ${cause}`);
     }
+    try {
+      await LevelStorage.checkRecoveryLog(directory);
+    } catch (error) {
+      await db.close();
+      throw error;
+    }
     return new LevelStorage(db, directory);
+  }
+
+  /**
+   * LevelDB starts a fresh LOG at every open (the previous one becomes LOG.old), so what it holds
+   * now is this open's recovery: any record dropped there is damage.
+   */
+  private static async checkRecoveryLog(directory: string): Promise<void> {
+    // LevelDB deletes a damaged write-ahead log once it has recovered what it could, so the next
+    // open would look clean: a verdict once reached is kept beside the database until the data
+    // is re-created.
+    const verdictPath = join(directory, DAMAGE_VERDICT_FILE);
+    const verdict = await readFile(verdictPath, 'utf8').catch(() => null);
+    if (verdict !== null) throw new StorageDamagedError(verdictPath, verdict.trim());
+    const text = await readFile(join(directory, 'LOG'), 'utf8').catch(() => null);
+    if (text === null) return; // no LOG (another LevelDB build): the seals still catch garbled records
+    const damaged = text.split('\n').find((line) => LEVELDB_DAMAGE_PATTERN.test(line));
+    if (damaged === undefined) return;
+    // "<date> <thread> (ignoring error) <dir>/000003.log: dropping 519 bytes; Corruption: …"
+    const detail = damaged.split(' ').slice(2).join(' ').trim();
+    const where = /(\S+\.log):/.exec(detail)?.[1] ?? join(directory, 'LOG');
+    const message = `${where}: the storage is damaged: LevelDB dropped records while opening it (${detail}); this replica may have forgotten what it signed: do not run it on this data (re-create it: remove ${directory})`;
+    await writeFile(verdictPath, `${message}\n`);
+    throw new StorageDamagedError(where, message);
+  }
+
+  /** The payload of a sealed value, or a StorageDamagedError naming the record. */
+  private unseal(key: string, value: Uint8Array): Uint8Array {
+    if (value.length < SEAL_HEADER_BYTES || value[0] !== SEALED_FORMAT) {
+      throw new CodecError('UNKNOWN_TYPE', `${key}: not a sealed record`);
+    }
+    const payload = value.subarray(SEAL_HEADER_BYTES);
+    const expected = new DataView(value.buffer, value.byteOffset, value.byteLength).getUint32(1);
+    if (crc32(payload) !== expected) {
+      throw new StorageDamagedError(
+        `${this.directory} (${key})`,
+        `${this.directory}: the storage is damaged: record ${key} fails its checksum; this replica may have forgotten what it signed: do not run it on this data`,
+      );
+    }
+    return payload;
   }
 
   /**
@@ -100,19 +186,20 @@ export class LevelStorage implements ReplicaStorage {
     } catch (error) {
       if (!(error instanceof CodecError)) throw error;
       throw new StorageError(
-        `${this.directory}: a stored record does not decode (${error.message}); it may have been written by an older version of pbft: re-create this replica's data (for a testnet: pbft testnet init --force)`,
+        `${this.directory}: a stored record does not decode (${error.message}); it may have been written by an older version of pbft, or damaged: re-create this replica's data (for a testnet: pbft testnet init --force)`,
       );
     }
   }
 
   private async loadRecords(): Promise<DurableState> {
     const state = emptyDurableState();
-    const [view, ownViewChange, newView, checkpoint] = await this.db.getMany([
-      KEY_VIEW,
-      KEY_OWN_VIEW_CHANGE,
-      KEY_NEW_VIEW,
-      KEY_CHECKPOINT,
-    ]);
+    const [view, ownViewChange, newView, checkpoint] = (
+      await this.db.getMany([KEY_VIEW, KEY_OWN_VIEW_CHANGE, KEY_NEW_VIEW, KEY_CHECKPOINT])
+    ).map((value, index) =>
+      value === undefined
+        ? undefined
+        : this.unseal([KEY_VIEW, KEY_OWN_VIEW_CHANGE, KEY_NEW_VIEW, KEY_CHECKPOINT][index]!, value),
+    );
     if (view !== undefined) {
       const fields = readMap(decodeCanonical(view), KEY_VIEW, ['view', 'viewChangeInProgress']);
       state.view = readUint(fields['view'], 'view');
@@ -130,11 +217,14 @@ export class LevelStorage implements ReplicaStorage {
       state.newView = message.newView;
     }
     if (checkpoint !== undefined) state.stableCheckpoint = decodeCheckpointRecord(checkpoint);
-    for await (const value of this.db.values({ gte: PREFIX_PREPARED, lt: PREFIX_PREPARED + PREFIX_END })) {
-      state.prepared.push(decodePreparedSlot(value));
+    for await (const [key, value] of this.db.iterator({
+      gte: PREFIX_PREPARED,
+      lt: PREFIX_PREPARED + PREFIX_END,
+    })) {
+      state.prepared.push(decodePreparedSlot(this.unseal(key, value)));
     }
-    for await (const value of this.db.values({ gte: PREFIX_LOG, lt: PREFIX_LOG + PREFIX_END })) {
-      const message = decodeMessage(value);
+    for await (const [key, value] of this.db.iterator({ gte: PREFIX_LOG, lt: PREFIX_LOG + PREFIX_END })) {
+      const message = decodeMessage(this.unseal(key, value));
       if (message.type !== 'pre-prepare' && message.type !== 'prepare' && message.type !== 'commit') {
         throw new StorageError(`the log holds a ${message.type}`);
       }
@@ -204,7 +294,10 @@ export class LevelStorage implements ReplicaStorage {
         }
       }
     }
-    await this.db.batch(mutations, { sync: options.sync ?? true });
+    const sealed = mutations.map((mutation) =>
+      mutation.type === 'put' ? { ...mutation, value: seal(mutation.value) } : mutation,
+    );
+    await this.db.batch(sealed, { sync: options.sync ?? true });
   }
 
   private async keysBetween(gte: string, lt: string): Promise<string[]> {

@@ -2,7 +2,7 @@
  * LevelStorage and its in-memory twin must agree: the same persist operations, taken from a real
  * simulated run with view changes, checkpoints and crashes, load back as the same durable state.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,7 +10,7 @@ import { encodeCanonical } from '../../../src/codec/cbor.ts';
 import type { DurableState, PersistOp } from '../../../src/protocol/durable.ts';
 import { encodeCheckpointRecord, encodeMessage, encodePreparedSlot } from '../../../src/protocol/messages.ts';
 import { runSimulation } from '../../../src/sim/simulation.ts';
-import { LevelStorage } from '../../../src/storage/level.ts';
+import { LevelStorage, StorageDamagedError } from '../../../src/storage/level.ts';
 import { MemoryStorage } from '../../../src/storage/memory.ts';
 
 /** A canonical byte form of a durable state; the log is compared as a set (order is not kept). */
@@ -110,5 +110,80 @@ describe('LevelStorage', () => {
     } finally {
       await reopened.close();
     }
+  });
+
+  describe('damage is detected, never skipped', () => {
+    /** A database holding the first steps of a simulated run, closed again. */
+    async function filledDatabase(): Promise<string> {
+      const steps: PersistOp[][] = [];
+      runSimulation({
+        seed: 7,
+        replicas: 4,
+        byzantine: 0,
+        faults: false,
+        requestsPerClient: 6,
+        onPersist: (replica, ops) => {
+          if (replica === 1) steps.push([...ops]);
+        },
+      });
+      const directory = await mkdtemp(join(tmpdir(), 'pbft-level-'));
+      directories.push(directory);
+      const storage = await LevelStorage.open(directory);
+      for (const ops of steps) await storage.apply(ops);
+      await storage.close();
+      return directory;
+    }
+
+    it('a write-ahead log with flipped bytes, whose records LevelDB would drop, is refused naming the file', async () => {
+      const directory = await filledDatabase();
+      const logName = (await readdir(directory)).find((name) => name.endsWith('.log'))!;
+      const path = join(directory, logName);
+      const bytes = await readFile(path);
+      expect(bytes.length).toBeGreaterThan(4096);
+      const middle = Math.floor(bytes.length / 2);
+      for (let i = middle; i < middle + 64; i++) bytes[i] = bytes[i]! ^ 0xff;
+      await writeFile(path, bytes);
+      const opening = LevelStorage.open(directory);
+      await expect(opening).rejects.toBeInstanceOf(StorageDamagedError);
+      await expect(opening).rejects.toThrow(
+        new RegExp(`^${path}: the storage is damaged: LevelDB dropped records`),
+      );
+      // LevelDB deleted the damaged log while recovering; the verdict stays for every later open.
+      expect(await readdir(directory)).not.toContain(logName);
+      await expect(LevelStorage.open(directory)).rejects.toThrow(
+        new RegExp(`^${path}: the storage is damaged: LevelDB dropped records`),
+      );
+    });
+
+    it('a record whose bytes changed is refused by its checksum, naming the record', async () => {
+      const directory = await filledDatabase();
+      const { ClassicLevel } = await import('classic-level');
+      const raw = new ClassicLevel<string, Uint8Array>(directory, {
+        keyEncoding: 'utf8',
+        valueEncoding: 'view',
+      });
+      const [key, value] = (await raw.iterator({ gte: 'log/', lt: 'log/~', limit: 1 }).all())[0]!;
+      const garbled = value.slice();
+      garbled[garbled.length - 1] = garbled[garbled.length - 1]! ^ 0x01;
+      await raw.put(key, garbled);
+      await raw.close();
+      const storage = await LevelStorage.open(directory);
+      try {
+        await expect(storage.load()).rejects.toBeInstanceOf(StorageDamagedError);
+        await expect(storage.load()).rejects.toThrow(`record ${key} fails its checksum`);
+      } finally {
+        await storage.close();
+      }
+    });
+
+    it('an undamaged database opens and loads after the same steps', async () => {
+      const directory = await filledDatabase();
+      const storage = await LevelStorage.open(directory);
+      try {
+        expect((await storage.load()).log.length).toBeGreaterThan(0);
+      } finally {
+        await storage.close();
+      }
+    });
   });
 });
