@@ -17,6 +17,7 @@ import { PbftClient, readKeyFile } from '../../src/index.ts';
  * on one machine rarely meet. The test transport and in-process unit tests use port 0 (the OS's).
  */
 export const TEST_PORT_RANGES = {
+  'test/e2e/strangers.test.ts': { first: 17_000, last: 17_999 },
   'test/package/package.test.ts': { first: 18_000, last: 18_999 },
   'test/e2e/library.test.ts': { first: 19_000, last: 19_999 },
   'test/e2e/cluster.test.ts': { first: 20_000, last: 20_999 },
