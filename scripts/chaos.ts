@@ -31,6 +31,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { TESTNET_ACCOUNTS_MAX } from '../src/cli/testnet.ts';
 import type { PbftClient, ReplicaStatusReport } from '../src/client/client.ts';
+import { Random } from '../src/util/random.ts';
 import { auditLedger, type LoadClientRecord } from './lib/chaos-audit.ts';
 import {
   AckTimeline,
@@ -56,6 +57,7 @@ import {
   THROUGHPUT_WINDOW_MS,
   unavailableReason,
 } from './lib/chaos-schedule.ts';
+import { HostileClient } from './lib/hostile-client.ts';
 import { clockMs, type LoadClientTotals, type LoadDriver, startLoadProcess } from './lib/load-generator.ts';
 import { type NetnsSupport, probeNetns, ReplicaNetwork } from './lib/netns.ts';
 import { integerOption } from './lib/options.ts';
@@ -437,7 +439,7 @@ async function main(): Promise<number> {
     const { view, primary } = await settledView();
     const targets = resolveTargets(episode.targets, primary, replicaCount);
     say(
-      `chaos: ${describeEpisode(episode)} → replica${targets.length > 1 ? 's' : ''} ${targets.join(', ')} (view ${view})`,
+      `chaos: ${describeEpisode(episode)}${targets.length === 0 ? '' : ` → replica${targets.length > 1 ? 's' : ''} ${targets.join(', ')}`} (view ${view})`,
     );
     const startedAtMs = clockMs();
     await inject(running, episode, targets);
@@ -702,7 +704,7 @@ async function main(): Promise<number> {
         ? `throughput not measured (another fault, or the start or end of the load, within ${windowS} s)`
         : `${rate(episode.txPerSecBefore)} in the ${windowS} s before, ${rate(episode.txPerSecAfter)} in the ${windowS} s after`;
     say(
-      `  #${episode.index} ${episode.fault.padEnd(13)} replica${episode.replicas.length > 1 ? 's' : ''} ${episode.replicas.join(', ')} (view ${episode.view}) for ${episode.durationMs} ms: ` +
+      `  #${episode.index} ${episode.fault.padEnd(14)} ${episode.replicas.length === 0 ? 'clients' : `replica${episode.replicas.length > 1 ? 's' : ''} ${episode.replicas.join(', ')}`} (view ${episode.view}) for ${episode.durationMs} ms: ` +
         `first commit ${episode.recoveryFromStartMs ?? '-'} ms after the start` +
         (isPrimaryFault(episode.fault) ? ` (bound ${episode.recoveryBoundMs} ms)` : '') +
         `; ${throughput}` +
@@ -725,7 +727,15 @@ async function main(): Promise<number> {
   return problems.length === 0 ? 0 : EXIT_FAILED;
 }
 
+/** The hostile client of the 'hostile-client' episode under way. */
+let hostile: HostileClient | null = null;
+
 async function inject(running: ProcessCluster, episode: FaultEpisode, targets: number[]): Promise<void> {
+  if (episode.fault === 'hostile-client') {
+    hostile = new HostileClient(running.config, new Random(seed + episode.index));
+    await hostile.start();
+    return;
+  }
   for (const id of targets) {
     const replica = running.replicas[id]!;
     switch (episode.fault) {
@@ -748,6 +758,14 @@ async function inject(running: ProcessCluster, episode: FaultEpisode, targets: n
 }
 
 async function heal(running: ProcessCluster, episode: FaultEpisode, targets: number[]): Promise<void> {
+  if (episode.fault === 'hostile-client') {
+    const report = await hostile!.stop();
+    hostile = null;
+    say(
+      `chaos: #${episode.index} hostile client sent ${report.freshKeyRequests} requests from fresh keys, ${report.badSignatures} with bad signatures, ${report.oversizedFrames} oversized frames (reconnected ${report.reconnects} times)`,
+    );
+    return;
+  }
   for (const id of targets) {
     const replica = running.replicas[id]!;
     switch (episode.fault) {
@@ -781,6 +799,7 @@ try {
       `${JSON.stringify({ ok: false, verdict: 'failed', seed, replicas: replicaCount, skipped, problems: [message] })}\n`,
     );
 }
+await (hostile as HostileClient | null)?.stop().catch(() => undefined);
 await (load as LoadDriver | null)?.stop().catch(() => undefined);
 for (const client of openClients) await client.close().catch(() => undefined);
 await (cluster as ProcessCluster | null)?.stopAll();

@@ -7,7 +7,7 @@
  * replica: PBFT promises safety and progress only while no more than f replicas are faulty.
  * 'kill' and 'pause' hit one to f replicas, the primary half the time; 'primary-kill' and
  * 'primary-pause' always hit exactly the primary of the moment, to measure how fast a view change
- * brings committing back.
+ * brings committing back. 'hostile-client' targets no replica: a client attacks (hostile-client.ts).
  */
 import { BYZANTINE_BEHAVIOURS, type ByzantineBehaviour } from '../../src/byzantine/strategies.ts';
 import { Random } from '../../src/util/random.ts';
@@ -19,6 +19,7 @@ export const FAULT_CLASSES = [
   'primary-kill',
   'primary-pause',
   'byzantine',
+  'hostile-client',
   'partition',
   'throttle',
   'delay',
@@ -131,9 +132,11 @@ export function generateSchedule(options: ScheduleOptions): FaultEpisode[] {
       targets:
         fault === 'byzantine'
           ? [...options.liars]
-          : isPrimaryFault(fault)
-            ? ['primary']
-            : targetsOf(random, options.replicas, f),
+          : fault === 'hostile-client'
+            ? []
+            : isPrimaryFault(fault)
+              ? ['primary']
+              : targetsOf(random, options.replicas, f),
     };
     if (fault === 'byzantine') episode.behaviour = random.pick(BYZANTINE_BEHAVIOURS);
     episodes.push(episode);
@@ -166,6 +169,7 @@ function durationOf(fault: FaultClass, random: Random, viewChangeTimeoutMs: numb
         Math.round(PAUSE_TIMEOUTS[1] * viewChangeTimeoutMs),
       ]);
     case 'byzantine':
+    case 'hostile-client':
       return between(LIAR_MS);
     case 'partition':
       return between(PARTITION_MS);
@@ -202,5 +206,6 @@ export function describeEpisode(episode: FaultEpisode): string {
     target === 'primary' ? 'the primary' : `replica ${target}`,
   );
   const what = episode.fault === 'byzantine' ? `byzantine (${episode.behaviour})` : episode.fault;
-  return `#${episode.index} ${what} on ${targets.join(' and ')} for ${episode.durationMs} ms`;
+  const on = targets.length === 0 ? 'the client protocol' : targets.join(' and ');
+  return `#${episode.index} ${what} on ${on} for ${episode.durationMs} ms`;
 }

@@ -43,7 +43,9 @@ describe('chaos schedule', () => {
         for (const episode of generateSchedule(
           options({ seed, replicas, liars: chooseLiars(seed, replicas) }),
         )) {
-          expect(episode.targets.length).toBeGreaterThanOrEqual(1);
+          // A hostile client hits no replica; every other fault hits at least one.
+          expect(episode.targets.length).toBeGreaterThanOrEqual(episode.fault === 'hostile-client' ? 0 : 1);
+          if (episode.fault === 'hostile-client') expect(episode.targets).toEqual([]);
           expect(episode.targets.length).toBeLessThanOrEqual(f);
           const resolved = resolveTargets(episode.targets, seed % replicas, replicas);
           expect(new Set(resolved).size).toBe(resolved.length);
