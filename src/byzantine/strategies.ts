@@ -4,11 +4,12 @@
  * or adds traffic of its own. The simulator runs them, and real replicas run them under
  * `--byzantine` on a testnet. Deterministic given the random source.
  */
+import { createSigner } from '../crypto/index.ts';
 import type { Sha256 } from '../crypto/types.ts';
 import { decodeResult, encodeResult, type OperationResult } from '../ledger/operations.ts';
 import { batchDigest } from '../protocol/certificates.ts';
 import type { QueryResultFrame } from '../protocol/client-protocol.ts';
-import { primaryOf } from '../protocol/config.ts';
+import { DEFAULT_PROTOCOL_CONFIG, type ProtocolConfig, primaryOf } from '../protocol/config.ts';
 import {
   type Body,
   type CheckpointBody,
@@ -16,16 +17,18 @@ import {
   DIGEST_BYTES,
   type Message,
   type NewViewBody,
+  OPERATION_SIZE_MAX_BYTES,
   type PrePrepareBody,
   type PrepareBody,
   type ReplicaId,
   type ReplyBody,
   type RequestBody,
+  requestWireBytes,
   type Signed,
   signBody,
   type ViewChangeBody,
 } from '../protocol/messages.ts';
-import { bytesEqual, toHex } from '../util/bytes.ts';
+import { bytesEqual, concatBytes, toHex, utf8 } from '../util/bytes.ts';
 
 export const BYZANTINE_BEHAVIOURS = [
   'silent',
@@ -42,6 +45,10 @@ export const BYZANTINE_BEHAVIOURS = [
   'forged-replies',
   'forged-reads',
   'censor',
+  'empty-batches',
+  'big-batches',
+  'flood-future-views',
+  'selective-commit',
 ] as const;
 
 export type ByzantineBehaviour = (typeof BYZANTINE_BEHAVIOURS)[number];
@@ -65,9 +72,20 @@ export interface ByzantineContext {
   lowWatermark: number;
   watermarkWindow: number;
   checkpointInterval: number;
+  /**
+   * The batch bounds every backup enforces: a liar that keeps to them is not refused for size.
+   * Absent (a context made by hand in a test), DEFAULT_PROTOCOL_CONFIG's.
+   */
+  protocol?: Pick<ProtocolConfig, 'batchSizeMax' | 'batchBytesMax'>;
   random: ByzantineRandom;
   sign: (bytes: Uint8Array) => Uint8Array;
   sha256: Sha256;
+  /**
+   * Signs request (t, op) as a client of the liar's own making, whose key comes from `seed` (a
+   * Byzantine client is as legal as any other). The simulator signs with its scheme and records the
+   * request as issued; absent (a real replica), real ed25519.
+   */
+  signAsClient?: (seed: Uint8Array, t: number, op: Uint8Array) => Signed<RequestBody>;
 }
 
 /** What is actually put on the wire: a message (possibly forged) or raw bytes (garbage). */
@@ -525,6 +543,234 @@ function answerKey(result: Uint8Array): string {
   return toHex(decoded?.status === 'ok' && decoded.type === 'balance' ? decoded.address : result);
 }
 
+/**
+ * Keeps its view busy without serving anyone. As primary, every PRE-PREPARE it sends carries the
+ * empty batch (re-signed under the empty batch's digest, the same for every sequence number, so it
+ * never sends two PRE-PREPAREs for one slot); and once it is in its view (view 0, or after sending
+ * its NEW-VIEW) it proposes one more empty batch every tick, above anything it proposed there and
+ * inside the watermarks. The view executes batch after batch, checkpoints become stable, and no
+ * client request ever executes (its own core, which holds them, votes for none of the empty slots
+ * and catches up by state transfer). Aimed at the request timer: a backup whose timer restarted on
+ * every executed batch would never replace it; the timer waits for the request it times (or
+ * others it knew were waiting), not for any progress.
+ */
+class EmptyBatches extends HonestByDefault {
+  readonly behaviour = 'empty-batches';
+  /** The view it proposes in (-1: none yet) and the highest sequence number it proposed there. */
+  private proposing = { view: -1, seq: 0 };
+  override outgoing(message: Message, _to: ReplicaId, context: ByzantineContext): Payload[] {
+    if (message.type === 'new-view' && isOwn(message, context.id)) {
+      const { view, prePrepares } = message.newView.body;
+      const seq = Math.max(0, ...prePrepares.map((prePrepare) => prePrepare.body.seq));
+      this.noteProposed(view, seq);
+      return [message];
+    }
+    if (message.type !== 'pre-prepare' || !isOwn(message, context.id)) return [message];
+    const { view, seq } = message.prePrepare.body;
+    this.noteProposed(view, seq);
+    return message.batch.length === 0 ? [message] : [emptyPrePrepare(view, seq, context)];
+  }
+  override onTick(context: ByzantineContext): Array<{ to: ReplicaId | 'all'; payload: Payload }> {
+    const { view } = context;
+    if (primaryOf(view, context.replicaCount) !== context.id) return [];
+    if (view === 0) this.noteProposed(0, 0);
+    if (this.proposing.view !== view) return []; // not in its view yet: its NEW-VIEW comes first
+    const seq = Math.max(this.proposing.seq, context.lowWatermark) + 1;
+    if (seq > context.lowWatermark + context.watermarkWindow) return [];
+    this.proposing.seq = seq;
+    return [{ to: 'all', payload: emptyPrePrepare(view, seq, context) }];
+  }
+  private noteProposed(view: number, seq: number): void {
+    if (view > this.proposing.view) this.proposing = { view, seq };
+    else if (view === this.proposing.view) this.proposing.seq = Math.max(this.proposing.seq, seq);
+  }
+}
+
+function emptyPrePrepare(view: number, seq: number, context: ByzantineContext): Message {
+  const digest = batchDigest([], context.sha256);
+  const prePrepare = resign<PrePrepareBody>(
+    { type: 'pre-prepare', view, seq, digest, replica: context.id },
+    context,
+  );
+  return { type: 'pre-prepare', prePrepare, batch: [] };
+}
+
+/** Padded PRE-PREPAREs a big-batch liar remembers, so it builds each once (not once per backup). */
+const BIG_BATCHES_REMEMBERED_MAX = 64;
+
+/**
+ * As primary, fills every batch it proposes (its core's requests first, empty ones too) to the
+ * batch bounds with requests of the largest legal size: operations of OPERATION_SIZE_MAX_BYTES
+ * from throwaway clients, each signed by a key of its own making (t = 1, so each executes once as
+ * a stranger's and changes nothing), the last one trimmed to end exactly on batchBytesMax, never
+ * past batchSizeMax. The keys come from a secret it derives by signing (deterministic, and the same
+ * after a restart), so a retransmission carries the same batch and it never equivocates. Its own
+ * core, holding the unpadded batch, votes for none of them and catches up by state transfer. Aimed
+ * at the message-size bounds: every PRE-PREPARE and BATCH is as large as the settings allow, and so
+ * are the slots a later view change carries and fetches; each must still fit a frame.
+ */
+class BigBatches extends HonestByDefault {
+  readonly behaviour = 'big-batches';
+  private readonly padded = new Map<string, Message>();
+  override outgoing(message: Message, _to: ReplicaId, context: ByzantineContext): Payload[] {
+    if (message.type !== 'pre-prepare' || !isOwn(message, context.id)) return [message];
+    const body = message.prePrepare.body;
+    const key = `${body.view}:${body.seq}:${toHex(body.digest)}`;
+    let padded = this.padded.get(key);
+    if (padded === undefined) {
+      const batch = fillBatch(message.batch, `${body.view}:${body.seq}`, context);
+      const prePrepare = resign<PrePrepareBody>(
+        { ...body, digest: batchDigest(batch, context.sha256) },
+        context,
+      );
+      padded = { type: 'pre-prepare', prePrepare, batch };
+      if (this.padded.size >= BIG_BATCHES_REMEMBERED_MAX)
+        this.padded.delete(this.padded.keys().next().value!);
+      this.padded.set(key, padded);
+    }
+    return [padded];
+  }
+}
+
+/**
+ * `batch` followed by requests of the largest legal size from throwaway clients, until one more
+ * would pass batchSizeMax or batchBytesMax (the last is trimmed to end exactly on the byte budget).
+ * `label` names the batch: the same label gives the same requests.
+ */
+function fillBatch(
+  batch: readonly Signed<RequestBody>[],
+  label: string,
+  context: ByzantineContext,
+): Signed<RequestBody>[] {
+  const { batchSizeMax, batchBytesMax } = context.protocol ?? DEFAULT_PROTOCOL_CONFIG;
+  // A secret only this replica can produce, the same every time: its signature of a fixed text.
+  const secret = context.sign(utf8('pbft byzantine throwaway clients'));
+  const filled = [...batch];
+  let bytes = filled.reduce((sum, request) => sum + requestWireBytes(request), 0);
+  while (filled.length < batchSizeMax) {
+    const seed = context.sha256(concatBytes(secret, utf8(`${label}:${filled.length}`)));
+    let request = throwawayRequest(seed, OPERATION_SIZE_MAX_BYTES, context);
+    const overBytes = bytes + requestWireBytes(request) - batchBytesMax;
+    if (overBytes >= OPERATION_SIZE_MAX_BYTES) break;
+    // A shorter operation is at least as many bytes shorter on the wire: the trimmed one fits.
+    if (overBytes > 0) request = throwawayRequest(seed, OPERATION_SIZE_MAX_BYTES - overBytes, context);
+    filled.push(request);
+    bytes += requestWireBytes(request);
+    if (overBytes > 0) break;
+  }
+  return filled;
+}
+
+/** Request t = 1 of the throwaway client whose key comes from `seed`: `opBytes` of junk. */
+function throwawayRequest(seed: Uint8Array, opBytes: number, context: ByzantineContext): Signed<RequestBody> {
+  const op = new Uint8Array(opBytes);
+  op.set(seed.subarray(0, Math.min(seed.length, opBytes)));
+  if (context.signAsClient !== undefined) return context.signAsClient(seed, 1, op);
+  const signer = createSigner(seed);
+  return signBody<RequestBody>({ type: 'request', client: signer.publicKey, t: 1, op }, (bytes) =>
+    signer.sign(bytes),
+  );
+}
+
+/** Views ahead of its own that a future-view flooder writes for (early buffers keep only the next). */
+const FUTURE_VIEWS_AHEAD = 3;
+/** Slots (view, seq) a future-view flooder writes per tick: two votes each, and a PRE-PREPARE where it may. */
+const FUTURE_SLOTS_PER_TICK = 2;
+
+/**
+ * Fills the early buffers. Every tick it writes for a few more slots (view, seq) of the views
+ * just ahead of its own (the next one, which a replica keeps early messages for, and two beyond,
+ * which it must not keep), at sequence numbers spread over the whole watermark window: a PREPARE
+ * (for a digest nobody proposed) and a COMMIT, each signed by itself; in the views it is primary
+ * of, a PRE-PREPARE carrying the largest batch the bounds allow (once per slot until its view or
+ * watermarks move: it is dear to build and to check) and a COMMIT for it. Nothing is forged: each
+ * message could be a correct replica's that is ahead. Aimed at the early buffer: it must keep
+ * messages for the next view only, one per (type, view, seq) per sender, within a byte budget per
+ * sender. When the view it flooded as primary comes, its early PRE-PREPAREs contradict the
+ * NEW-VIEW and its core's proposals (refused as conflicting), and it is replaced.
+ */
+class FloodFutureViews extends HonestByDefault {
+  readonly behaviour = 'flood-future-views';
+  private cursor = 0;
+  private fullBatch: { batch: Signed<RequestBody>[]; digest: Uint8Array } | null = null;
+  /** Slots it sent a PRE-PREPARE for since its view or watermarks last moved. */
+  private readonly proposed = new Set<string>();
+  private proposedSince = '';
+  override onTick(context: ByzantineContext): Array<{ to: ReplicaId | 'all'; payload: Payload }> {
+    const since = `${context.view}:${context.lowWatermark}`;
+    if (since !== this.proposedSince) {
+      this.proposedSince = since;
+      this.proposed.clear();
+    }
+    const out: Array<{ to: ReplicaId | 'all'; payload: Payload }> = [];
+    const slots = FUTURE_VIEWS_AHEAD * context.watermarkWindow;
+    for (let i = 0; i < FUTURE_SLOTS_PER_TICK; i++) {
+      this.cursor = (this.cursor + 1) % slots;
+      const view = context.view + 1 + (this.cursor % FUTURE_VIEWS_AHEAD);
+      const seq = context.lowWatermark + 1 + Math.floor(this.cursor / FUTURE_VIEWS_AHEAD);
+      const base = { view, seq, digest: context.random.bytes(DIGEST_BYTES), replica: context.id };
+      if (primaryOf(view, context.replicaCount) === context.id) {
+        // Its own view: it proposes and commits what it proposed (a primary sends no PREPARE).
+        const { batch, digest } = this.largestBatch(context);
+        base.digest = digest;
+        if (!this.proposed.has(`${view}:${seq}`)) {
+          this.proposed.add(`${view}:${seq}`);
+          const prePrepare = resign<PrePrepareBody>({ type: 'pre-prepare', ...base }, context);
+          out.push({ to: 'all', payload: { type: 'pre-prepare', prePrepare, batch } });
+        }
+      } else {
+        const prepare = resign<PrepareBody>({ type: 'prepare', ...base }, context);
+        out.push({ to: 'all', payload: { type: 'prepare', prepare } });
+      }
+      const commit = resign<CommitBody>({ type: 'commit', ...base }, context);
+      out.push({ to: 'all', payload: { type: 'commit', commit } });
+    }
+    return out;
+  }
+  /** One batch at the bounds, built once and proposed in every slot. */
+  private largestBatch(context: ByzantineContext): { batch: Signed<RequestBody>[]; digest: Uint8Array } {
+    this.fullBatch ??= (() => {
+      const batch = fillBatch([], 'future-views', context);
+      return { batch, digest: batchDigest(batch, context.sha256) };
+    })();
+    return this.fullBatch;
+  }
+}
+
+/**
+ * Withholds its ordering messages from f replicas: the f that follow it (ids id+1, id+2, …
+ * modulo n), its view's primary excepted. As primary it sends its PRE-PREPAREs and COMMITs to the
+ * other 2f backups only, so exactly a quorum (they and itself) can prepare and commit each batch;
+ * as a backup its PREPAREs and COMMITs reach the primary and the others but not those f (f such
+ * liars, each following a liar primary, leave out the same f). Otherwise honest: its CHECKPOINTs,
+ * VIEW-CHANGEs, answers to fetches and to clients go to everyone. The replicas left out are
+ * correct and never see a PRE-PREPARE of its views, and the view goes on without them. Aimed at
+ * laggards catching up (FETCH-STATE, state transfer, batches committed elsewhere) and at reads:
+ * the left-out replicas answer queries from behind the clients' writes.
+ */
+class SelectiveCommit extends HonestByDefault {
+  readonly behaviour = 'selective-commit';
+  override outgoing(message: Message, to: ReplicaId, context: ByzantineContext): Payload[] {
+    const ordering =
+      message.type === 'pre-prepare' || message.type === 'prepare' || message.type === 'commit';
+    if (!ordering || !isOwn(message, context.id)) return [message];
+    return leftOut(context).includes(to) ? [] : [message];
+  }
+}
+
+/** The f replicas a selective liar leaves out: those that follow it, past its view's primary. */
+function leftOut(context: ByzantineContext): ReplicaId[] {
+  const n = context.replicaCount;
+  const primary = primaryOf(context.view, n);
+  const f = Math.floor((n - 1) / 3);
+  const out: ReplicaId[] = [];
+  for (let step = 1; out.length < f && step < n; step++) {
+    const replica = (context.id + step) % n;
+    if (replica !== primary) out.push(replica);
+  }
+  return out;
+}
+
 export function createStrategy(behaviour: ByzantineBehaviour): ByzantineStrategy {
   switch (behaviour) {
     case 'silent':
@@ -555,5 +801,13 @@ export function createStrategy(behaviour: ByzantineBehaviour): ByzantineStrategy
       return new ForgedReads();
     case 'censor':
       return new Censor();
+    case 'empty-batches':
+      return new EmptyBatches();
+    case 'big-batches':
+      return new BigBatches();
+    case 'flood-future-views':
+      return new FloodFutureViews();
+    case 'selective-commit':
+      return new SelectiveCommit();
   }
 }

@@ -636,6 +636,7 @@ class ReplicaRuntime implements ReplicaNode {
       lowWatermark: this.core.lowWatermark,
       watermarkWindow: this.cluster.protocol.watermarkWindow,
       checkpointInterval: this.cluster.protocol.checkpointInterval,
+      protocol: this.cluster.protocol,
       random: this.liarRandom,
       sign: this.sign,
       sha256,

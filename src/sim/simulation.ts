@@ -963,10 +963,21 @@ class Simulation {
       lowWatermark: core.lowWatermark,
       watermarkWindow: this.config.watermarkWindow,
       checkpointInterval: this.config.checkpointInterval,
+      protocol: this.config,
       random: replica.random,
       sign: (bytes) => replica.signer.sign(bytes),
       sha256,
+      signAsClient: (seed, t, op) => this.signAsLiarsClient(seed, t, op),
     };
+  }
+
+  /** A request of a client a liar made up: signed in this run's scheme, and issued (by a liar). */
+  private signAsLiarsClient(seed: Uint8Array, t: number, op: Uint8Array): Signed<RequestBody> {
+    const signer = this.scheme.signer(seed);
+    this.checkers.recordIssued(signer.publicKey, t, op);
+    return signBody<RequestBody>({ type: 'request', client: signer.publicKey, t, op }, (bytes) =>
+      signer.sign(bytes),
+    );
   }
 
   private byzantineTick(replica: SimReplica): void {

@@ -4,7 +4,9 @@
  * survived. The liar is alive at the end and answers (a dead replica would also be outvoted, and a
  * dead primary also forces a view change), its log names the behaviour it runs, and the honest
  * replicas show the lie: they counted its messages as invalid (pbft_invalid_messages_total, by
- * reason, from their /metrics) or were forced out of the liar's view, as the behaviour implies.
+ * reason, from their /metrics), were forced out of the liar's view, received its well-signed
+ * messages in numbers only a flood brings, executed batches only a padding primary makes, or caught
+ * up by state transfer, as the behaviour implies.
  * (The two behaviours that need the liar to become a new primary, fake-view-change and
  * bad-new-view, are exercised by the simulator scenarios.)
  */
@@ -31,6 +33,13 @@ const run = promisify(execFile);
 const TRANSFERS = 4;
 /** What a liar's log says when it starts (src/node/replica-node.ts). */
 const LIAR_STARTED = 'this replica LIES: it runs a Byzantine strategy';
+/**
+ * PREPAREs the honest replicas receive together from a future-view flooder within seconds: the
+ * four transfers bring them a few dozen.
+ */
+const FLOODED_PREPARES_MIN = 1_500;
+/** A batch this large can only be a padding liar's: the test sends four transfers, one at a time. */
+const PADDED_BATCH_REQUESTS_MIN = 128;
 /** The honest replicas must show the lie within this long of the last transfer. */
 const EVIDENCE_TIMEOUT_MS = 20_000;
 /**
@@ -51,6 +60,15 @@ interface Evidence {
    * liar's first bad message reaches it.
    */
   invalid?: Array<{ reason: RegExp; atLeast: number }>;
+  /**
+   * pbft_messages_received_total of the honest replicas together: at least `atLeast` messages of
+   * types matching `type` (correctly signed, so counted as received, not as invalid).
+   */
+  received?: Array<{ type: RegExp; atLeast: number }>;
+  /** An honest replica executed a batch of more than this many requests (pbft_batch_size). */
+  batchOver?: number;
+  /** The honest replicas completed at least this many state transfers together. */
+  stateTransfers?: number;
 }
 
 interface Scenario {
@@ -89,6 +107,17 @@ const SCENARIOS: Scenario[] = [
     liar: 3,
     evidence: { invalid: [{ reason: /^checkpoint-state-mismatch$/, atLeast: 1 }] },
   },
+  // Its view executes an empty batch every tick, and alice's transfer none.
+  { behaviour: 'empty-batches', liar: 0, evidence: { viewChange: true } },
+  // Every batch of its view carries about 220 requests of throwaway clients (256 KiB).
+  { behaviour: 'big-batches', liar: 0, evidence: { batchOver: PADDED_BATCH_REQUESTS_MIN } },
+  {
+    behaviour: 'flood-future-views',
+    liar: 3,
+    evidence: { received: [{ type: /^prepare$/, atLeast: FLOODED_PREPARES_MIN }] },
+  },
+  // Replica 1 never gets a PRE-PREPARE or COMMIT of view 0 from it, and catches up by state transfer.
+  { behaviour: 'selective-commit', liar: 0, evidence: { stateTransfers: 1 } },
   {
     behaviour: 'flood',
     liar: 3,
@@ -123,6 +152,32 @@ async function shownBy(metricsPorts: readonly number[], evidence: Evidence): Pro
       ({ reason, atLeast }) =>
         byReason.filter(([name]) => reason.test(name)).reduce((sum, [, count]) => sum + count, 0) >= atLeast,
     );
+  }
+  if (evidence.received !== undefined) {
+    const byType = metrics.flatMap((text) => [
+      ...counterByLabel(text, 'pbft_messages_received_total', 'type'),
+    ]);
+    shown.received = evidence.received.filter(
+      ({ type, atLeast }) =>
+        byType.filter(([name]) => type.test(name)).reduce((sum, [, count]) => sum + count, 0) >= atLeast,
+    );
+  }
+  if (evidence.batchOver !== undefined) {
+    const over = evidence.batchOver;
+    const larger = metrics.map((text) => {
+      const all = Number(/^pbft_batch_size_count (\S+)$/m.exec(text)?.[1] ?? 0);
+      const upTo = Number(
+        new RegExp(`^pbft_batch_size_bucket\\{le="${over}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0,
+      );
+      return all - upTo;
+    });
+    if (larger.some((count) => count > 0)) shown.batchOver = over;
+  }
+  if (evidence.stateTransfers !== undefined) {
+    const transfers = metrics
+      .map((text) => Number(/^pbft_state_transfers_total (\S+)$/m.exec(text)?.[1] ?? 0))
+      .reduce((sum, count) => sum + count, 0);
+    if (transfers >= evidence.stateTransfers) shown.stateTransfers = evidence.stateTransfers;
   }
   return shown;
 }
