@@ -47,7 +47,16 @@ interface Scenario {
 
 /** Behaviours that lie only to clients: their scenarios are in lying-to-clients.test.ts. */
 /** Behaviours whose scenarios live in files of their own (lying-to-clients, censor). */
-const SCENARIOS_ELSEWHERE = ['forged-replies', 'forged-reads', 'censor'];
+/** Covered by lying-to-clients.test.ts, censor.test.ts and smart-liars.test.ts. */
+const SCENARIOS_ELSEWHERE = [
+  'forged-replies',
+  'forged-reads',
+  'censor',
+  'empty-batches',
+  'big-batches',
+  'flood-future-views',
+  'selective-commit',
+];
 
 const CRASH_PRIMARY: ScriptedCrash[] = [{ replica: 0, atMs: 300, downMs: 3_000 }];
 const NO_CRASH: Record<Size, ScriptedCrash[]> = { 4: [], 7: [] };
