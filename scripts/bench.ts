@@ -1,6 +1,7 @@
 /**
  * npm run bench -- [--replicas 4] [--clients 32] [--duration 20] [--warmup 5] [--json]
  * npm run bench -- --soak            (10 minutes, RSS sampled every 10 s, judged flat or not)
+ * npm run bench -- --attack BEHAVIOUR [--liar primary|backup] [--replace-max S] [--require-goals]
  *
  * Starts a real cluster (one `pbft node` process per replica, libp2p over loopback) in a temporary
  * folder, drives it with closed-loop clients (one funded account each, transfer after transfer),
@@ -11,6 +12,11 @@
  *   every transfer's request signature is verified once by every replica, so on C cores
  *   throughput ≤ C × (verifications per second per core) ÷ replicas.
  *
+ * With --attack it measures the same load twice, each time on a fresh cluster: fault-free, then
+ * with one replica started with `pbft node --byzantine BEHAVIOUR` (the primary of view 0 or the
+ * last backup), and prints R = tx/s under attack ÷ tx/s fault-free, both phases' latencies, when a
+ * lying primary was replaced and the view changes, and the goals (scripts/lib/attack.ts).
+ *
  * With --json the last stdout line is one JSON object. Processes and the temporary folder are
  * removed on exit and on Ctrl-C.
  */
@@ -20,8 +26,24 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import type { ByzantineBehaviour } from '../src/byzantine/strategies.ts';
 import type { PbftClient } from '../src/client/client.ts';
 import { type CryptoBackend, createSigner, createVerifier } from '../src/crypto/index.ts';
+import {
+  type AttackJudgement,
+  defaultLiarRole,
+  judgeAttack,
+  LIAR_ROLES,
+  type LiarRole,
+  liarReplacedAtMs,
+  liarReplica,
+  parseAttackBehaviour,
+  parseViewMetrics,
+  REPLACEMENT_TIMEOUTS_MAX,
+  type ViewReading,
+  type ViewSample,
+  viewChangesDuring,
+} from './lib/attack.ts';
 import {
   type LoadDriver,
   type LoadOptions,
@@ -34,6 +56,7 @@ import {
   formatStatuses,
   otherReplicaProcesses,
   ProcessCluster,
+  type ReplicaProcessInfo,
   sleep,
   waitFor,
 } from './lib/process-cluster.ts';
@@ -79,6 +102,18 @@ const RATIO_TARGET = 0.6;
 const CLOCK_TICKS_PER_SECOND = 100;
 /** Above this much CPU used by other processes during the run, the result is flagged as disturbed. */
 const OTHER_CPU_WARNING_PERCENT = 10;
+/**
+ * With --attack the warm-up defaults to none, in both phases alike: the measured attack phase then
+ * starts with the load, so a lying primary's replacement (which needs requests waiting on it, so
+ * it does not happen while the idle cluster starts) and what it cost are inside the measurement.
+ */
+const ATTACK_WARMUP_DEFAULT_S = 0;
+/** With --attack, how often every replica's /metrics is read for its view. */
+const VIEW_POLL_MS = 200;
+/** A /metrics read that takes longer counts as no reading. */
+const VIEW_READ_TIMEOUT_MS = 1_000;
+/** --require-goals and a goal failed (1: the benchmark itself failed). */
+const EXIT_GOAL_FAILED = 2;
 
 interface BenchOptions {
   replicas: number;
@@ -95,6 +130,10 @@ interface BenchOptions {
   cpuProf?: string;
   keep: boolean;
   json: boolean;
+  attack?: ByzantineBehaviour;
+  liar?: LiarRole;
+  replaceMax?: number;
+  requireGoals: boolean;
 }
 
 interface Sample {
@@ -178,7 +217,7 @@ function parseOptions(): BenchOptions {
     )
     .option(
       '--warmup <s>',
-      'seconds of load before measuring',
+      `seconds of load before measuring (${ATTACK_WARMUP_DEFAULT_S} with --attack)`,
       integerArgument('--warmup', 0),
       WARMUP_DEFAULT_S,
     )
@@ -224,11 +263,37 @@ function parseOptions(): BenchOptions {
     )
     .option('--keep', 'keep the temporary cluster folder (logs, data)', false)
     .option('--json', 'print one JSON object as the last line', false)
+    .option(
+      '--attack <behaviour>',
+      'measure twice, fault-free and then with one replica running pbft node --byzantine BEHAVIOUR',
+      parseAttackBehaviour,
+    )
+    .addOption(
+      new Option(
+        '--liar <role>',
+        'with --attack: the liar is the primary of view 0 (replica 0) or a backup (replica n-1); ' +
+          'default primary for behaviours that lie in what the primary proposes, else backup',
+      ).choices([...LIAR_ROLES]),
+    )
+    .option(
+      '--replace-max <s>',
+      `with --attack: a lying primary must be replaced within this many seconds (default ${REPLACEMENT_TIMEOUTS_MAX} view-change timeouts)`,
+      integerArgument('--replace-max', 1),
+    )
+    .option('--require-goals', `with --attack: exit ${EXIT_GOAL_FAILED} when a goal fails`, false)
     .parse(process.argv);
   const options = program.opts<BenchOptions>();
   if ((options.replicas - 1) % 3 !== 0) program.error('--replicas must be 3f+1 (4, 7, 10, …)');
   if (options.clients > 1_000 - SINK_ACCOUNTS)
     program.error(`--clients must be at most ${1_000 - SINK_ACCOUNTS}`);
+  if (options.attack === undefined) {
+    if (options.liar !== undefined || options.replaceMax !== undefined || options.requireGoals)
+      program.error('--liar, --replace-max and --require-goals need --attack BEHAVIOUR');
+  } else {
+    if (options.soak) program.error('--attack and --soak do not go together: run them separately');
+    options.liar ??= defaultLiarRole(options.attack);
+    if (program.getOptionValueSource('warmup') === 'default') options.warmup = ATTACK_WARMUP_DEFAULT_S;
+  }
   return options;
 }
 
@@ -335,8 +400,17 @@ function judgeSoak(samples: Sample[]): { rssFlat: boolean; rssGrowthMb: number[]
   return { rssFlat, rssGrowthMb };
 }
 
-async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult> {
-  const durationS = options.duration ?? (options.soak ? SOAK_DURATION_S : DURATION_DEFAULT_S);
+/** What the machine offers, measured once per run (before any cluster starts). */
+interface Machine {
+  cores: number;
+  /** `pbft node` processes not started by this run, found when it began. */
+  strangers: ReplicaProcessInfo[];
+  verifyPerSecNative: number;
+  verifyPerSecNoble: number;
+  ceilingTxPerSec: number;
+}
+
+function measureMachine(options: BenchOptions): Machine {
   const cores = availableParallelism();
   // Replicas left by another run (a testnet, a chaos run, an interrupted test) share the CPU.
   const strangers = otherReplicaProcesses();
@@ -351,6 +425,95 @@ async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult
   const verifyPerSecNative = measureVerifyRate('native');
   const verifyPerSecNoble = measureVerifyRate('noble');
   const ceilingTxPerSec = (cores * verifyPerSecNative) / options.replicas;
+  return { cores, strangers, verifyPerSecNative, verifyPerSecNoble, ceilingTxPerSec };
+}
+
+/** One replica's view, from its /metrics; null if it does not answer in time. */
+async function readView(metricsPort: number): Promise<ViewReading | null> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, {
+      signal: AbortSignal.timeout(VIEW_READ_TIMEOUT_MS),
+    });
+    return parseViewMetrics(await response.text());
+  } catch {
+    return null;
+  }
+}
+
+/** Reads every replica's view every VIEW_POLL_MS, from start() until stop(). */
+class ViewWatch {
+  private readonly samples: Array<{ atMs: number; replicas: Array<ViewReading | null> }> = [];
+  private stopped = false;
+  private readonly loop: Promise<void>;
+
+  constructor(metricsPorts: number[]) {
+    this.loop = this.run(metricsPorts);
+  }
+
+  private async run(metricsPorts: number[]): Promise<void> {
+    while (!this.stopped) {
+      const replicas = await Promise.all(metricsPorts.map(readView));
+      // Stamped when the readings are in: a view is seen no earlier than it is reported.
+      this.samples.push({ atMs: performance.now(), replicas });
+      await sleep(VIEW_POLL_MS);
+    }
+  }
+
+  /** The samples, timed from `originMs` (performance.now() when the measured phase began). */
+  async stop(originMs: number): Promise<ViewSample[]> {
+    this.stopped = true;
+    await this.loop;
+    return this.samples.map((sample) => ({ atMs: sample.atMs - originMs, replicas: sample.replicas }));
+  }
+}
+
+/** What a phase of an --attack run adds to the benchmark's numbers. */
+interface PhaseViews {
+  /** View changes a correct replica started during the measured phase (the most any one did). */
+  viewChanges: number;
+  /** Seconds from the start of the measured phase until the liar was no longer primary; null: never. */
+  liarReplacedAfterS: number | null;
+  /** A base view-change timeout of this cluster (viewChangeTimeoutTicks × tickMs). */
+  viewChangeTimeoutS: number;
+}
+
+interface Phase {
+  result: BenchResult;
+  /** Only when asked to watch views (--attack). */
+  views?: PhaseViews;
+}
+
+interface PhaseSetup {
+  /** The replica started with --byzantine, and its behaviour; none in a fault-free phase. */
+  liar?: { replica: number; behaviour: ByzantineBehaviour };
+  /** Read every replica's view throughout (--attack runs, both phases alike). */
+  watchViews: boolean;
+}
+
+/** A fresh cluster, the load, the measurement; the cluster and its folder are gone on return. */
+async function runPhase(
+  options: BenchOptions,
+  cleanup: Cleanup,
+  machine: Machine,
+  setup: PhaseSetup,
+): Promise<Phase> {
+  const phaseCleanup = new Cleanup();
+  cleanup.add(() => phaseCleanup.run());
+  try {
+    return await measurePhase(options, phaseCleanup, machine, setup);
+  } finally {
+    await phaseCleanup.run();
+  }
+}
+
+async function measurePhase(
+  options: BenchOptions,
+  cleanup: Cleanup,
+  machine: Machine,
+  setup: PhaseSetup,
+): Promise<Phase> {
+  const durationS = options.duration ?? (options.soak ? SOAK_DURATION_S : DURATION_DEFAULT_S);
+  const { cores, strangers, verifyPerSecNative, verifyPerSecNoble, ceilingTxPerSec } = machine;
 
   const dir = await mkdtemp(join(tmpdir(), 'pbft-bench-'));
   if (!options.keep) cleanup.add(() => rm(dir, { recursive: true, force: true }));
@@ -368,12 +531,20 @@ async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult
     // Replicas inherit the environment; a profile is written when a replica exits cleanly.
     process.env['NODE_OPTIONS'] = `--cpu-prof --cpu-prof-dir=${options.cpuProf}`;
   }
-  log(`starting ${options.replicas} replicas on ports ${options.basePort}+`);
-  cluster.startAll();
+  const liar = setup.liar;
+  log(
+    `starting ${options.replicas} replicas on ports ${options.basePort}+` +
+      (liar === undefined ? '' : `, replica ${liar.replica} with --byzantine ${liar.behaviour}`),
+  );
+  cluster.startAll((id) => (id === liar?.replica ? ['--byzantine', liar.behaviour] : []));
   delete process.env['NODE_OPTIONS'];
   const observer = await cluster.client(null, CLIENT_TIMEOUT_MS);
   cleanup.add(() => observer.close());
   await waitUntilReady(cluster, observer);
+  const viewWatch = setup.watchViews
+    ? new ViewWatch(cluster.config.replicas.map((replica) => replica.metricsPort))
+    : null;
+  if (viewWatch !== null) cleanup.add(async () => void (await viewWatch.stop(0)));
 
   const clientAccounts = cluster.accounts.slice(0, options.clients);
   const sinks = cluster.accounts.slice(options.clients);
@@ -439,6 +610,8 @@ async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult
     if (crashed.length > 0) throw new Error(crashed.join('; '));
   }
   const wallS = (performance.now() - startMs) / 1000;
+  const views =
+    viewWatch === null ? undefined : phaseViews(await viewWatch.stop(startMs), cluster, liar?.replica);
   const replicaCpuSeconds = cluster.replicas.map(
     (replica, index) => (replica.sample()?.cpuSeconds ?? 0) - replicaStart[index]!,
   );
@@ -466,7 +639,7 @@ async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult
   const meanMs = sorted.reduce((sum, value) => sum + value, 0) / Math.max(1, sorted.length);
   const replicaCpuSecondsTotal = replicaCpuSeconds.reduce((sum, seconds) => sum + seconds, 0);
   const committed = Math.max(1, measured.completed);
-  return {
+  const result: BenchResult = {
     replicas: options.replicas,
     clients: options.clients,
     durationS: round(wallS),
@@ -505,6 +678,139 @@ async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult
     cpuModel: cpus()[0]?.model ?? 'unknown',
     ...(options.soak ? { soak: { samples, ...judgeSoak(samples) } } : {}),
   };
+  return { result, ...(views === undefined ? {} : { views }) };
+}
+
+function phaseViews(samples: ViewSample[], cluster: ProcessCluster, liar: number | undefined): PhaseViews {
+  const { config } = cluster;
+  // From the last reading before the measured phase began: a view change just after it counts.
+  const measured = samples.slice(Math.max(0, samples.findIndex((sample) => sample.atMs > 0) - 1));
+  const replacedAtMs = liar === undefined ? null : liarReplacedAtMs(samples, liar, config.f);
+  return {
+    viewChanges: viewChangesDuring(measured, liar ?? -1),
+    liarReplacedAfterS: replacedAtMs === null ? null : round(replacedAtMs / 1000, 2),
+    viewChangeTimeoutS: (config.protocol.viewChangeTimeoutTicks * config.runtime.tickMs) / 1000,
+  };
+}
+
+async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult> {
+  const machine = measureMachine(options);
+  return (await runPhase(options, cleanup, machine, { watchViews: false })).result;
+}
+
+/** One phase of an --attack run: the benchmark's numbers and the view changes it saw. */
+interface AttackPhaseResult extends BenchResult {
+  viewChanges: number;
+}
+
+interface AttackResult {
+  attack: ByzantineBehaviour;
+  /** Which replica lied: the primary of view 0 (replica 0) or a backup (replica n-1). */
+  liar: { role: LiarRole; replica: number };
+  replicas: number;
+  clients: number;
+  /** tx/s under attack ÷ tx/s fault-free. */
+  R: number;
+  faultFree: AttackPhaseResult;
+  underAttack: AttackPhaseResult;
+  /** A lying primary only: seconds into the measured attack phase until it was replaced; null: never. */
+  liarReplacedAfterS?: number | null;
+  /** A lying primary only: the bound it must be replaced within, in seconds. */
+  replacementBoundS?: number;
+  goals: AttackJudgement['goals'];
+  /** Every goal passed. */
+  pass: boolean;
+}
+
+async function runAttack(options: BenchOptions, cleanup: Cleanup): Promise<AttackResult> {
+  const behaviour = options.attack!;
+  const role = options.liar!;
+  const replica = liarReplica(role, options.replicas);
+  const machine = measureMachine(options);
+  log('phase 1 of 2: fault-free');
+  const faultFree = await runPhase(options, cleanup, machine, { watchViews: true });
+  log(
+    `phase 2 of 2: replica ${replica} (the ${role === 'primary' ? 'primary of view 0' : 'last backup'}) lies`,
+  );
+  const underAttack = await runPhase(options, cleanup, machine, {
+    watchViews: true,
+    liar: { replica, behaviour },
+  });
+  const views = underAttack.views!;
+  const replacementBoundS = options.replaceMax ?? REPLACEMENT_TIMEOUTS_MAX * views.viewChangeTimeoutS;
+  const judgement = judgeAttack({
+    role,
+    txPerSecFaultFree: faultFree.result.txPerSec,
+    txPerSecUnderAttack: underAttack.result.txPerSec,
+    replacedAfterS: views.liarReplacedAfterS,
+    replacementBoundS,
+  });
+  return {
+    attack: behaviour,
+    liar: { role, replica },
+    replicas: options.replicas,
+    clients: options.clients,
+    R: judgement.R,
+    faultFree: { ...faultFree.result, viewChanges: faultFree.views!.viewChanges },
+    underAttack: { ...underAttack.result, viewChanges: views.viewChanges },
+    ...(role === 'primary' ? { liarReplacedAfterS: views.liarReplacedAfterS, replacementBoundS } : {}),
+    goals: judgement.goals,
+    pass: judgement.pass,
+  };
+}
+
+function formatReplacement(result: AttackResult): string {
+  const after = result.liarReplacedAfterS;
+  const bound = `bound ${result.replacementBoundS} s`;
+  if (after === undefined) return '';
+  if (after === null) return `never (not in the ${result.underAttack.durationS} s measured; ${bound})`;
+  if (after < 0) return `${-after} s before the measured phase began, during the warm-up (${bound})`;
+  return `after ${after} s (${bound})`;
+}
+
+function formatAttack(result: AttackResult): string {
+  const { faultFree, underAttack } = result;
+  const who = result.liar.role === 'primary' ? 'the primary of view 0' : 'a backup';
+  const rows: Array<[string, string, string]> = [
+    ['', 'fault-free', 'under attack'],
+    ['throughput (transfers/s)', String(faultFree.txPerSec), String(underAttack.txPerSec)],
+    [
+      'committed / failed',
+      `${faultFree.transfers} / ${faultFree.errors}`,
+      `${underAttack.transfers} / ${underAttack.errors}`,
+    ],
+    ['latency p50 (ms)', String(faultFree.p50Ms), String(underAttack.p50Ms)],
+    ['latency p99 (ms)', String(faultFree.p99Ms), String(underAttack.p99Ms)],
+    ['view changes', String(faultFree.viewChanges), String(underAttack.viewChanges)],
+    [
+      'CPU per replica (%)',
+      faultFree.cpuPercentPerReplica.join(' '),
+      underAttack.cpuPercentPerReplica.join(' '),
+    ],
+    ['CPU of other processes (%)', String(faultFree.otherCpuPercent), String(underAttack.otherCpuPercent)],
+  ];
+  const lines: Array<[string, string]> = [
+    [
+      'attack',
+      `${result.attack} by replica ${result.liar.replica} (${who}); ${result.replicas} replicas, ` +
+        `${result.clients} clients, ${faultFree.durationS} s / ${underAttack.durationS} s measured ` +
+        `after ${faultFree.warmupS} s warm-up, each phase on a fresh cluster`,
+    ],
+    ['R', `${result.R} (transfers/s under attack ÷ fault-free)`],
+    ...(result.liar.role === 'primary'
+      ? [['liar replaced', formatReplacement(result)] as [string, string]]
+      : []),
+    ...result.goals.map((goal) => [`goal ${goal.name}`, goal.pass ? 'PASS' : 'FAIL'] as [string, string]),
+  ];
+  const width = Math.max(...rows.map(([name]) => name.length), ...lines.map(([name]) => name.length));
+  const column = Math.max(...rows.map(([, value]) => value.length)) + 2;
+  return [
+    lines[0]!,
+    ...rows.map(([name, before, after]) => [name, `${before.padEnd(column)}${after}`] as [string, string]),
+    ...lines.slice(1),
+  ]
+    .map(([name, value]) => `${name.padEnd(width)}  ${value}`)
+    .join('\n');
 }
 
 function formatHuman(result: BenchResult): string {
@@ -575,9 +881,16 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 try {
-  const result = await run(options, cleanup);
-  await cleanup.run();
-  process.stdout.write(`${options.json ? JSON.stringify(result) : formatHuman(result)}\n`);
+  if (options.attack === undefined) {
+    const result = await run(options, cleanup);
+    await cleanup.run();
+    process.stdout.write(`${options.json ? JSON.stringify(result) : formatHuman(result)}\n`);
+  } else {
+    const result = await runAttack(options, cleanup);
+    await cleanup.run();
+    process.stdout.write(`${options.json ? JSON.stringify(result) : formatAttack(result)}\n`);
+    if (options.requireGoals && !result.pass) process.exitCode = EXIT_GOAL_FAILED;
+  }
 } catch (error) {
   await cleanup.run();
   if (!interrupted) {
