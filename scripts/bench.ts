@@ -479,6 +479,8 @@ interface PhaseViews {
 
 interface Phase {
   result: BenchResult;
+  /** The slowest transfer that completed in the measured phase, in ms. */
+  maxLatencyMs: number;
   /** Only when asked to watch views (--attack). */
   views?: PhaseViews;
 }
@@ -678,7 +680,7 @@ async function measurePhase(
     cpuModel: cpus()[0]?.model ?? 'unknown',
     ...(options.soak ? { soak: { samples, ...judgeSoak(samples) } } : {}),
   };
-  return { result, ...(views === undefined ? {} : { views }) };
+  return { result, maxLatencyMs: round(sorted.at(-1) ?? 0), ...(views === undefined ? {} : { views }) };
 }
 
 function phaseViews(samples: ViewSample[], cluster: ProcessCluster, liar: number | undefined): PhaseViews {
@@ -700,6 +702,8 @@ async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult
 
 /** One phase of an --attack run: the benchmark's numbers and the view changes it saw. */
 interface AttackPhaseResult extends BenchResult {
+  /** The slowest completed transfer: a stall shorter than 1 % of the transfers is not in p99. */
+  maxMs: number;
   viewChanges: number;
 }
 
@@ -751,8 +755,12 @@ async function runAttack(options: BenchOptions, cleanup: Cleanup): Promise<Attac
     replicas: options.replicas,
     clients: options.clients,
     R: judgement.R,
-    faultFree: { ...faultFree.result, viewChanges: faultFree.views!.viewChanges },
-    underAttack: { ...underAttack.result, viewChanges: views.viewChanges },
+    faultFree: {
+      ...faultFree.result,
+      maxMs: faultFree.maxLatencyMs,
+      viewChanges: faultFree.views!.viewChanges,
+    },
+    underAttack: { ...underAttack.result, maxMs: underAttack.maxLatencyMs, viewChanges: views.viewChanges },
     ...(role === 'primary' ? { liarReplacedAfterS: views.liarReplacedAfterS, replacementBoundS } : {}),
     goals: judgement.goals,
     pass: judgement.pass,
@@ -781,6 +789,7 @@ function formatAttack(result: AttackResult): string {
     ],
     ['latency p50 (ms)', String(faultFree.p50Ms), String(underAttack.p50Ms)],
     ['latency p99 (ms)', String(faultFree.p99Ms), String(underAttack.p99Ms)],
+    ['latency max (ms)', String(faultFree.maxMs), String(underAttack.maxMs)],
     ['view changes', String(faultFree.viewChanges), String(underAttack.viewChanges)],
     [
       'CPU per replica (%)',
