@@ -6,7 +6,12 @@ import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { CODEC_ERROR_CODES } from '../codec/cbor.ts';
 import { MESSAGE_TYPES } from '../protocol/messages.ts';
-import { BATCH_REJECTIONS, CORE_REJECTION_REASONS, SIGNATURE_REJECTIONS } from '../protocol/rejections.ts';
+import {
+  BATCH_REJECTIONS,
+  CORE_REJECTION_REASONS,
+  SCREEN_REJECTIONS,
+  SIGNATURE_REJECTIONS,
+} from '../protocol/rejections.ts';
 import { VIEW_CHANGE_REASONS } from '../protocol/replica.ts';
 
 /** Batch sizes are counted in requests; buckets up to the largest batch the protocol allows. */
@@ -22,6 +27,7 @@ export const INVALID_MESSAGE_REASONS: readonly string[] = [
     'undecodable', // a frame the decoder failed on without a code of its own
     ...SIGNATURE_REJECTIONS,
     ...BATCH_REJECTIONS,
+    ...SCREEN_REJECTIONS,
     ...CORE_REJECTION_REASONS,
   ]),
 ];

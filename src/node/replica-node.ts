@@ -38,6 +38,7 @@ import {
   type RequestBody,
   type Signed,
 } from '../protocol/messages.ts';
+import type { ScreenRejection } from '../protocol/rejections.ts';
 import { type Ready, Replica } from '../protocol/replica.ts';
 import {
   rememberVerified,
@@ -86,6 +87,13 @@ const ARRIVALS_TRACKED_MAX = 100_000;
 const FINGERPRINT_FRAME_MIN_BYTES = 16 * 1024;
 /** NEW-VIEW fingerprints remembered; a few views' worth. */
 const RECENT_NEW_VIEWS_MAX = 64;
+/**
+ * CHECKPOINTs and VIEW-CHANGEs a peer may have checked per second each (a token bucket, this many
+ * deep). A correct replica signs a new CHECKPOINT every K executed slots and a new VIEW-CHANGE per
+ * view it moves to, and repeats its own about once a retransmission interval: far below this. A
+ * flooder's excess is dropped before its signature costs anything.
+ */
+const SCREENED_MESSAGES_PER_SECOND_MAX = 20;
 
 export interface StartReplicaOptions {
   /** The replica's home folder: key.json and data/ (LevelDB). */
@@ -217,6 +225,8 @@ class ReplicaRuntime implements ReplicaNode {
    * one depends only on its bytes and views it has left).
    */
   private readonly lastViewChangeFrom = new Map<number, { fingerprint: string; message: Message }>();
+  /** Per peer and message type (checkpoint, view-change): tokens left and when they were counted. */
+  private readonly screenBuckets = new Map<string, { tokens: number; atMs: number }>();
   private readonly recentNewViews = new BoundedCache<string, true>(RECENT_NEW_VIEWS_MAX);
   private core!: Replica;
   private inbox: Input[] = [];
@@ -383,6 +393,11 @@ class ReplicaRuntime implements ReplicaNode {
         return;
       }
     }
+    const screened = this.screen(from, message);
+    if (screened !== null) {
+      this.metrics.invalidMessages.inc({ reason: screened });
+      return;
+    }
     this.verifyThen(message, (rejection) => {
       if (rejection !== null) {
         this.logger.debug({ from, type: message.type, rejection }, 'message rejected at the edge');
@@ -398,6 +413,51 @@ class ReplicaRuntime implements ReplicaNode {
       if (message.type === 'new-view') this.recentNewViews.set(fingerprint, true);
       if (message.type === 'view-change') this.lastViewChangeFrom.set(from, { fingerprint, message });
     });
+  }
+
+  /**
+   * Why a message is dropped before its signature is checked, or null. Ordering messages outside
+   * the watermarks are rejected by the core whatever they say (it keeps none of them, not even
+   * for a later view), so checking their signatures first would only let a liar spend this
+   * replica's CPU; CHECKPOINTs and VIEW-CHANGEs beyond what a correct peer sends are rate-limited.
+   */
+  private screen(from: number, message: Message): ScreenRejection | null {
+    switch (message.type) {
+      case 'pre-prepare':
+      case 'prepare':
+      case 'commit': {
+        const body =
+          message.type === 'pre-prepare'
+            ? message.prePrepare.body
+            : message.type === 'prepare'
+              ? message.prepare.body
+              : message.commit.body;
+        const low = this.core.stableCheckpointSeq;
+        return body.seq > low && body.seq <= low + this.cluster.protocol.watermarkWindow
+          ? null
+          : 'outside-watermarks';
+      }
+      case 'checkpoint':
+      case 'view-change': {
+        const key = `${from}:${message.type}`;
+        const nowMs = performance.now();
+        const bucket = this.screenBuckets.get(key) ?? {
+          tokens: SCREENED_MESSAGES_PER_SECOND_MAX,
+          atMs: nowMs,
+        };
+        bucket.tokens = Math.min(
+          SCREENED_MESSAGES_PER_SECOND_MAX,
+          bucket.tokens + ((nowMs - bucket.atMs) / 1000) * SCREENED_MESSAGES_PER_SECOND_MAX,
+        );
+        bucket.atMs = nowMs;
+        this.screenBuckets.set(key, bucket);
+        if (bucket.tokens < 1) return 'rate-limited';
+        bucket.tokens -= 1;
+        return null;
+      }
+      default:
+        return null;
+    }
   }
 
   /**

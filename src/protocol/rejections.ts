@@ -65,3 +65,10 @@ export type SignatureRejection = (typeof SIGNATURE_REJECTIONS)[number];
 /** A BATCH the replica did not ask for, or not with that digest (dropped before signature checks). */
 export const BATCH_REJECTIONS = ['unsolicited-batch', 'digest-mismatch'] as const;
 export type BatchRejection = (typeof BATCH_REJECTIONS)[number];
+
+/**
+ * Dropped at the edge before any signature check: an ordering message outside the watermarks (the
+ * core's reason too), or a peer's CHECKPOINTs or VIEW-CHANGEs beyond a correct replica's rate.
+ */
+export const SCREEN_REJECTIONS = ['outside-watermarks', 'rate-limited'] as const;
+export type ScreenRejection = (typeof SCREEN_REJECTIONS)[number];
