@@ -50,7 +50,7 @@ export const OPERATION_TIMEOUT_MS = 30_000;
 export const COUNTER_RESERVATION_BLOCK = 64;
 /**
  * Times one operation moves its request number past a floor the cluster reports (a new account's
- * floor is the sequence number that created it; a lost counter file restarts below the last t).
+ * floor is derived from the sequence number that created it; a lost counter file restarts below the last t).
  */
 const STALE_SKIPS_MAX = 3;
 
@@ -223,7 +223,7 @@ export class PbftClient {
    * Order an operation through PBFT; resolves with the result f+1 replicas agree on. A request
    * refused as stale with a floor above its t (a correct replica vouches that some request numbered
    * above t is spent, so this process, which sends one request at a time, never had t executed) is
-   * signed again above that floor: that is how a new account, whose floor is the sequence number
+   * signed again above that floor: that is how a new account, whose floor is derived from the sequence number
    * that created it, sends its first request, and how a client whose counter file was lost goes on.
    * A floor equal to t means t executed and its reply is no longer cached: that is final.
    */

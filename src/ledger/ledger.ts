@@ -17,10 +17,10 @@
  * Whatever the outcome, the sender's lastRequest becomes t if the sender has an account. The ledger
  * does not deduplicate requests: at-most-once execution (t strictly increasing per client) is the
  * protocol's job, on the floor the ledger keeps (`requestFloor`): an account's lastRequest. Genesis
- * accounts start at 0; an account created by a transfer at sequence number s starts at s, which
- * voids every request its key signed while it had no account (the protocol executes a stranger's
- * request only if t ≤ its sequence number), so a request refused for 'unknown-sender' can never
- * execute after the key is funded.
+ * accounts start at 0; an account created by a transfer at sequence number s starts at 2s + 1
+ * (`createdAccountFloor`), which voids every request its key signed while it had no account (the
+ * protocol executes a stranger's request only if t ≤ its sequence number), so a request refused
+ * for 'unknown-sender' can never execute after the key is funded.
  */
 import { CodecError, type CodecErrorCode, decodeCanonical, encodeCanonical } from '../codec/cbor.ts';
 import { readArray, readBytes, readMap, readUint } from '../codec/schema.ts';
@@ -211,7 +211,7 @@ export class Ledger {
         );
       }
       // Its key may have signed requests as a stranger; they are numbered at most seq. Void them.
-      recipient = { address: to.slice(), balance: 0, lastRequest: seq };
+      recipient = { address: to.slice(), balance: 0, lastRequest: createdAccountFloor(seq) };
       this.#accounts.set(recipientKey, recipient);
     }
     // Cannot overflow: both balances are part of a supply that is at most SUPPLY_MAX.
@@ -230,6 +230,17 @@ export class Ledger {
       exists: account !== undefined,
     };
   }
+}
+
+/**
+ * The lastRequest of an account created at sequence number `seq`: above every request its key can
+ * have had executed as a stranger (t ≤ the seq it executed at ≤ seq), and above the next number of
+ * a client that numbers its requests one by one from 1 (at most seq + 1), so that a client's first
+ * request as an account is answered with a floor above its t, which PbftClient skips, never with a
+ * floor equal to its t, which means "executed" and is final.
+ */
+export function createdAccountFloor(seq: number): number {
+  return 2 * seq + 1;
 }
 
 function decodeOrReject(bytes: Uint8Array): Operation | Rejection {

@@ -1,7 +1,7 @@
 /**
  * A request refused as stale by f+1 replicas with a floor above its t was never executed (this
  * process sends one request at a time): the client signs it again above the floor, as a new
- * account's first request must (its floor is the sequence number that created it). A floor equal to
+ * account's first request must (its floor is derived from the sequence number that created it). A floor equal to
  * t means the request executed and its reply left the cache: that refusal is final. Against
  * hand-made replicas on real libp2p streams; one of them lies about the floor.
  */

@@ -53,7 +53,7 @@ describe('transfer', () => {
     const ledger = aliceAndBob();
     expect(ledger.account(carol)).toBeUndefined();
     expect(result(ledger.execute(SEQ, alice, 1, transferBytes(carol, 25))).status).toBe('ok');
-    expect(ledger.account(carol)).toEqual({ balance: 25, lastRequest: SEQ });
+    expect(ledger.account(carol)).toEqual({ balance: 25, lastRequest: 2 * SEQ + 1 });
     expect(ledger.accountCount()).toBe(3);
     expect(ledger.totalSupply()).toBe(150);
   });
@@ -139,15 +139,15 @@ describe('lastRequest', () => {
     expect(ledger.account(bob)?.lastRequest).toBe(0);
   });
 
-  it('starts at the sequence number that created the account (voiding what its key signed before) and advances when it sends', () => {
+  it('starts at 2s + 1 for the sequence number s that created the account (voiding what its key signed before) and advances when it sends', () => {
     const ledger = aliceAndBob();
     expect(ledger.requestFloor(carol)).toBeNull();
     ledger.execute(40, alice, 1, transferBytes(carol, 10));
-    expect(ledger.account(carol)?.lastRequest).toBe(40);
-    expect(ledger.requestFloor(carol)).toBe(40);
-    ledger.execute(41, carol, 41, transferBytes(bob, 4));
-    expect(ledger.account(carol)).toEqual({ balance: 6, lastRequest: 41 });
-    expect(ledger.requestFloor(carol)).toBe(41);
+    expect(ledger.account(carol)?.lastRequest).toBe(81);
+    expect(ledger.requestFloor(carol)).toBe(81);
+    ledger.execute(41, carol, 82, transferBytes(bob, 4));
+    expect(ledger.account(carol)).toEqual({ balance: 6, lastRequest: 82 });
+    expect(ledger.requestFloor(carol)).toBe(82);
     expect(ledger.requestFloor(alice)).toBe(1);
   });
 

@@ -1,6 +1,6 @@
 /**
  * Strangers and the reply cache. Exactly-once rests on the application's request floor (an
- * account's last executed t, or the sequence number that created it), not on the core's bounded
+ * account's last executed t, or 2s + 1 for the sequence number s that created it), not on the core's bounded
  * reply cache; a key without an account keeps nothing anywhere, so no number of fresh keys can use
  * up what an honest client needs, and no request refused to a stranger can execute later.
  */
@@ -57,7 +57,7 @@ describe('strangers: keys without an account', () => {
     cluster.submit(funding);
     cluster.deliverAll();
     const floor = cluster.ledgers[1]!.requestFloor(cluster.clients[2]!.publicKey)!;
-    expect(floor).toBe(cluster.replica(1).lastExecutedSeq);
+    expect(floor).toBe(2 * cluster.replica(1).lastExecutedSeq + 1);
     expect(floor).toBeGreaterThanOrEqual(refused.body.t);
     const ready = cluster.submit(refused, 'all');
     cluster.deliverAll();
@@ -71,6 +71,20 @@ describe('strangers: keys without an account', () => {
     cluster.submit(fresh);
     cluster.deliverAll();
     expect(cluster.repliesFor(1, fresh)).toMatchObject([{ status: 'ok', balance: 95 }]);
+  });
+
+  it("a key funded by the cluster's very first batch gets a floor above its first request number, never equal to it", () => {
+    const cluster = new Cluster({ clients: 3, strangers: 1 }).start();
+    cluster.submit(transfer(cluster, 1, 2, 1, 100));
+    cluster.deliverAll();
+    expect(cluster.replica(1).lastExecutedSeq).toBe(1);
+    // A client numbering from 1 sends t = 1: the stale answer's floor is above it (PbftClient
+    // skips past it), not equal to it (which would read "executed, reply no longer cached").
+    const first = transfer(cluster, 2, 0, 1, 5);
+    const [ready] = cluster.submit(first, 1);
+    const stale = ready!.events.find((event) => event.type === 'request-stale');
+    expect(stale).toMatchObject({ t: 1 });
+    expect(stale?.type === 'request-stale' && stale.lastExecutedT).toBeGreaterThan(1);
   });
 
   it("a stranger's request numbered above its sequence number is refused without executing (unknown-client)", () => {
