@@ -18,7 +18,7 @@ import type { Signer } from '../crypto/types.ts';
 import { decodeResult, encodeOperation, type OperationResult } from '../ledger/index.ts';
 import type { ClusterConfig } from '../node/cluster-config.ts';
 import { metricsUrl } from '../node/metrics.ts';
-import { encodeClientFrame, type RequestErrorReason } from '../protocol/client-protocol.ts';
+import { encodeClientFrame, type RequestErrorReason, vouchedFloor } from '../protocol/client-protocol.ts';
 import { type RequestBody, signBody } from '../protocol/messages.ts';
 import { fromHex, toHex } from '../util/bytes.ts';
 import {
@@ -291,10 +291,11 @@ export class PbftClient {
           refusals.set(replica, { reason: message.reason, floor: message.lastExecutedT });
           const same = [...refusals.values()].filter((refusal) => refusal.reason === message.reason);
           if (same.length < this.f + 1) return undefined;
-          // Of f+1 floors at least one is a correct replica's; f liars cannot raise the f+1-th
-          // highest above every correct one's (only lower it, which costs a retry).
-          const floors = same.map((refusal) => refusal.floor).sort((a, b) => b - a);
-          throw new RequestRefusedError(message.reason, t, floors[this.f]!);
+          const floor = vouchedFloor(
+            same.map((refusal) => refusal.floor),
+            this.f,
+          );
+          throw new RequestRefusedError(message.reason, t, floor);
         }
         if (message.type !== 'reply') return undefined;
         const key = `${message.reply.seq}:${toHex(message.reply.result)}`;

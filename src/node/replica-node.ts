@@ -52,6 +52,7 @@ import {
 import { LevelStorage } from '../storage/level.ts';
 import type { ReplicaStorage } from '../storage/storage.ts';
 import { type ClientSession, createReplicaTransport, type ReplicaTransport } from '../transport/index.ts';
+import { TokenBucket } from '../transport/rate-limit.ts';
 import { bytesEqual, fromHex, toHex } from '../util/bytes.ts';
 import { Random } from '../util/random.ts';
 import { ClientSessions } from './client-sessions.ts';
@@ -225,8 +226,8 @@ class ReplicaRuntime implements ReplicaNode {
    * one depends only on its bytes and views it has left).
    */
   private readonly lastViewChangeFrom = new Map<number, { fingerprint: string; message: Message }>();
-  /** Per peer and message type (checkpoint, view-change): tokens left and when they were counted. */
-  private readonly screenBuckets = new Map<string, { tokens: number; atMs: number }>();
+  /** Per peer and message type (checkpoint, view-change): the screen's token bucket. */
+  private readonly screenBuckets = new Map<string, TokenBucket>();
   private readonly recentNewViews = new BoundedCache<string, true>(RECENT_NEW_VIEWS_MAX);
   private core!: Replica;
   private inbox: Input[] = [];
@@ -432,28 +433,22 @@ class ReplicaRuntime implements ReplicaNode {
             : message.type === 'prepare'
               ? message.prepare.body
               : message.commit.body;
-        const low = this.core.stableCheckpointSeq;
-        return body.seq > low && body.seq <= low + this.cluster.protocol.watermarkWindow
-          ? null
-          : 'outside-watermarks';
+        return this.core.inWindow(body.seq) ? null : 'outside-watermarks';
       }
       case 'checkpoint':
       case 'view-change': {
         const key = `${from}:${message.type}`;
         const nowMs = performance.now();
-        const bucket = this.screenBuckets.get(key) ?? {
-          tokens: SCREENED_MESSAGES_PER_SECOND_MAX,
-          atMs: nowMs,
-        };
-        bucket.tokens = Math.min(
-          SCREENED_MESSAGES_PER_SECOND_MAX,
-          bucket.tokens + ((nowMs - bucket.atMs) / 1000) * SCREENED_MESSAGES_PER_SECOND_MAX,
-        );
-        bucket.atMs = nowMs;
-        this.screenBuckets.set(key, bucket);
-        if (bucket.tokens < 1) return 'rate-limited';
-        bucket.tokens -= 1;
-        return null;
+        let bucket = this.screenBuckets.get(key);
+        if (bucket === undefined) {
+          bucket = new TokenBucket({
+            ratePerSecond: SCREENED_MESSAGES_PER_SECOND_MAX,
+            capacity: SCREENED_MESSAGES_PER_SECOND_MAX,
+            nowMs,
+          });
+          this.screenBuckets.set(key, bucket);
+        }
+        return bucket.tryTake(nowMs) ? null : 'rate-limited';
       }
       default:
         return null;

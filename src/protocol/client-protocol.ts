@@ -2,8 +2,10 @@
  * Frames on the client protocol (client ↔ one replica), besides REQUEST and REPLY which are PBFT
  * messages: read-only queries and status. Strictly decoded like every other frame.
  */
+
 import { CodecError, decodeCanonical, encodeCanonical } from '../codec/cbor.ts';
 import { readBoolean, readBytes, readLiteral, readMap, readUint } from '../codec/schema.ts';
+import { invariant } from '../util/assert.ts';
 import {
   encodeMessage,
   type Message,
@@ -62,6 +64,16 @@ export const REQUEST_ERROR_REASONS: readonly RequestErrorReason[] = [
   'unknown-client',
   'busy',
 ];
+
+/**
+ * The floor a client may skip past on f+1 or more 'stale-request' refusals: the (f+1)-th highest
+ * reported. Of f+1 reports one is a correct replica's, so f liars can only lower it (a retry),
+ * never raise it above every correct replica's floor.
+ */
+export function vouchedFloor(reportedFloors: readonly number[], f: number): number {
+  invariant(reportedFloors.length >= f + 1, 'a vouched floor needs f+1 reports');
+  return [...reportedFloors].sort((a, b) => b - a)[f]!;
+}
 
 export interface RequestErrorFrame {
   type: 'request-error';

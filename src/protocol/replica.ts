@@ -539,7 +539,8 @@ export class Replica {
     if (to !== this.id) this.out.send.push({ to, message });
   }
 
-  private inWindow(seq: number): boolean {
+  /** Whether `seq` is inside the watermarks h < seq ≤ h + L (the edge screens with it). */
+  inWindow(seq: number): boolean {
     return seq > this.stable.seq && seq <= this.stable.seq + this.config.watermarkWindow;
   }
 
@@ -555,7 +556,7 @@ export class Replica {
       this.sendReply(body.client, record);
       return;
     }
-    const floor = this.floorOf(body.client, record);
+    const floor = this.stateMachine.requestFloor(body.client);
     if (floor !== null && body.t <= floor) {
       this.out.events.push({ type: 'request-stale', client: body.client, t: body.t, lastExecutedT: floor });
       return;
@@ -595,20 +596,9 @@ export class Replica {
     if (this.timerTicksLeft === null) this.startTimer();
   }
 
-  /**
-   * The highest request number of `client` that must never execute: the application's floor (its
-   * last executed request, or what was voided when it came to know the client), or the reply
-   * cache's entry, whichever is higher. null for a stranger.
-   */
-  private floorOf(client: Uint8Array, record = this.clients.get(toHex(client))): number | null {
-    const floor = this.stateMachine.requestFloor(client);
-    if (record === undefined) return floor;
-    return Math.max(floor ?? 0, record.t);
-  }
-
-  /** Whether request (client, t) executed already or never may. */
+  /** Whether request (client, t) executed already or never may (the application's floor). */
   private isSpent(client: Uint8Array, t: number): boolean {
-    const floor = this.floorOf(client);
+    const floor = this.stateMachine.requestFloor(client);
     return floor !== null && t <= floor;
   }
 
@@ -1089,8 +1079,9 @@ export class Replica {
       // or voided when the application came to know the client). A stranger's request executes
       // (it can change nothing) only if t ≤ seq, so that the floor the application gives the
       // client when it comes to know it at a later seq voids it; nothing is kept for strangers, so
-      // no number of fresh keys uses up anything an honest client needs.
-      const floor = this.floorOf(body.client, cached.get(clientHex) ?? this.clients.get(clientHex));
+      // no number of fresh keys uses up anything an honest client needs. (The application's floor
+      // already counts requests executed earlier in this batch.)
+      const floor = this.stateMachine.requestFloor(body.client);
       if (floor === null && body.t > seq) {
         this.out.events.push({
           type: 'request-refused',

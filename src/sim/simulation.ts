@@ -31,6 +31,7 @@ import {
   type ReplicaToClient,
   type RequestErrorFrame,
   type RequestErrorReason,
+  vouchedFloor,
 } from '../protocol/client-protocol.ts';
 import { type ProtocolConfig, primaryOf, quorums } from '../protocol/config.ts';
 import {
@@ -1141,7 +1142,10 @@ class Simulation {
     current.refusals.set(from, { reason: frame.reason, floor: frame.lastExecutedT });
     const same = [...current.refusals.values()].filter((refusal) => refusal.reason === frame.reason);
     if (same.length < this.f + 1) return;
-    const floor = same.map((refusal) => refusal.floor).sort((a, b) => b - a)[this.f]!;
+    const floor = vouchedFloor(
+      same.map((refusal) => refusal.floor),
+      this.f,
+    );
     client.current = null;
     this.refusals[frame.reason] = (this.refusals[frame.reason] ?? 0) + 1;
     if (frame.reason === 'stale-request' && floor > current.request.body.t) {

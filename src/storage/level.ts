@@ -193,12 +193,9 @@ export class LevelStorage implements ReplicaStorage {
 
   private async loadRecords(): Promise<DurableState> {
     const state = emptyDurableState();
-    const [view, ownViewChange, newView, checkpoint] = (
-      await this.db.getMany([KEY_VIEW, KEY_OWN_VIEW_CHANGE, KEY_NEW_VIEW, KEY_CHECKPOINT])
-    ).map((value, index) =>
-      value === undefined
-        ? undefined
-        : this.unseal([KEY_VIEW, KEY_OWN_VIEW_CHANGE, KEY_NEW_VIEW, KEY_CHECKPOINT][index]!, value),
+    const singleKeys = [KEY_VIEW, KEY_OWN_VIEW_CHANGE, KEY_NEW_VIEW, KEY_CHECKPOINT];
+    const [view, ownViewChange, newView, checkpoint] = (await this.db.getMany(singleKeys)).map(
+      (value, index) => (value === undefined ? undefined : this.unseal(singleKeys[index]!, value)),
     );
     if (view !== undefined) {
       const fields = readMap(decodeCanonical(view), KEY_VIEW, ['view', 'viewChangeInProgress']);

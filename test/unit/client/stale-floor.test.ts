@@ -55,17 +55,26 @@ function floorAnswers(floor: number, received: number[]) {
   };
 }
 
-it("a new account's first request, stale below the floor its creation set, is signed again just above the floor (not above a liar's)", async () => {
+/** Hand-made replicas whose floor is `floor`, and a client with a fresh key and counter. */
+async function freshClientAgainst(floor: number, received: number[]) {
   dir = await mkdtemp(join(tmpdir(), 'pbft-floor-'));
+  const { connection, stop } = await handMadeReplicas('floor', dir, floorAnswers(floor, received));
+  const client = await PbftClient.connect({
+    connection,
+    key: KeyPair.generate(),
+    counterFile: join(dir, 'client.counter'),
+    timeoutMs: 20_000,
+  }).catch(async (error: unknown) => {
+    await stop();
+    throw error;
+  });
+  return { client, stop };
+}
+
+it("a new account's first request, stale below the floor its creation set, is signed again just above the floor (not above a liar's)", async () => {
   const received: number[] = [];
-  const { connection, stop } = await handMadeReplicas('floor', dir, floorAnswers(40, received));
+  const { client, stop } = await freshClientAgainst(40, received);
   try {
-    const client = await PbftClient.connect({
-      connection,
-      key: KeyPair.generate(),
-      counterFile: join(dir, 'client.counter'),
-      timeoutMs: 20_000,
-    });
     const receipt = await client.transfer('ab'.repeat(32), 1);
     expect(receipt).toMatchObject({ status: 'ok', seq: 42, t: 41 });
     expect(new Set(received)).toEqual(new Set([1, 41]));
@@ -75,16 +84,9 @@ it("a new account's first request, stale below the floor its creation set, is si
 }, 30_000);
 
 it('a stale refusal whose floor is the request itself is final: it executed, and it is not sent again under a new number', async () => {
-  dir = await mkdtemp(join(tmpdir(), 'pbft-floor-'));
   const received: number[] = [];
-  const { connection, stop } = await handMadeReplicas('floor', dir, floorAnswers(1, received));
+  const { client, stop } = await freshClientAgainst(1, received);
   try {
-    const client = await PbftClient.connect({
-      connection,
-      key: KeyPair.generate(),
-      counterFile: join(dir, 'client.counter'),
-      timeoutMs: 20_000,
-    });
     const refusal = client.transfer('ab'.repeat(32), 1);
     await expect(refusal).rejects.toBeInstanceOf(RequestRefusedError);
     await expect(refusal).rejects.toMatchObject({ reason: 'stale-request', t: 1, floor: 1 });
