@@ -25,6 +25,16 @@ export interface StableCheckpoint {
   snapshot: Uint8Array;
 }
 
+/**
+ * A replica that cannot trust its storage (found damaged, missing, or restored from an old copy)
+ * may have signed messages it no longer remembers. Until it has recovered it votes on nothing:
+ * `untilSeq` is the sequence number above which it may vote again, once 2f+1 peers told it how far
+ * the cluster went (null until then); it is a full voter again once its stable checkpoint reaches it.
+ */
+export interface RecoveryRecord {
+  untilSeq: number | null;
+}
+
 /** A message kept in the log: ordering messages of the current view above the stable checkpoint. */
 export type LogMessage = Extract<Message, { type: 'pre-prepare' | 'prepare' | 'commit' }>;
 
@@ -38,7 +48,9 @@ export type PersistOp =
   | { type: 'own-view-change'; viewChange: Signed<ViewChangeBody> }
   | { type: 'new-view'; newView: Signed<NewViewBody> }
   /** A new stable checkpoint: storage drops log messages and prepared certificates at or below it. */
-  | { type: 'stable-checkpoint'; checkpoint: StableCheckpoint };
+  | { type: 'stable-checkpoint'; checkpoint: StableCheckpoint }
+  /** The replica is recovering (with what it learnt so far), or has recovered (null). */
+  | { type: 'recovery'; recovery: RecoveryRecord | null };
 
 /** Everything storage returns on restart. */
 export interface DurableState {
@@ -50,6 +62,8 @@ export interface DurableState {
   prepared: PreparedSlot[];
   /** Log messages in the order they were persisted. */
   log: LogMessage[];
+  /** Non-null while the replica recovers from storage it could not trust. */
+  recovery: RecoveryRecord | null;
 }
 
 export function emptyDurableState(): DurableState {
@@ -61,6 +75,7 @@ export function emptyDurableState(): DurableState {
     newView: null,
     prepared: [],
     log: [],
+    recovery: null,
   };
 }
 
@@ -129,6 +144,9 @@ export function applyPersistOps(state: DurableState, ops: readonly PersistOp[]):
         break;
       case 'new-view':
         state.newView = op.newView;
+        break;
+      case 'recovery':
+        state.recovery = op.recovery === null ? null : { ...op.recovery };
         break;
       case 'stable-checkpoint': {
         const seq = op.checkpoint.seq;

@@ -9,7 +9,15 @@
  * digest asks for it with FETCH-BATCH and gets it in a BATCH, which the digest authenticates.
  */
 import { CodecError, decodeCanonical, encodeCanonical, FRAME_SIZE_MAX_BYTES } from '../codec/cbor.ts';
-import { type Fields, readArray, readBytes, readLiteral, readMap, readUint } from '../codec/schema.ts';
+import {
+  type Fields,
+  readArray,
+  readBoolean,
+  readBytes,
+  readLiteral,
+  readMap,
+  readUint,
+} from '../codec/schema.ts';
 
 export const DIGEST_BYTES = 32;
 export const PUBLIC_KEY_BYTES = 32;
@@ -108,6 +116,12 @@ export interface FetchStateBody {
   view: number;
   /** The requester's last executed sequence number: only newer state is useful to it. */
   lastExecuted: number;
+  /**
+   * The requester recovers from storage it could not trust: every peer answers with its stable
+   * checkpoint's proof (a STATE, the snapshot only if newer), which tells it how far the cluster
+   * went, and an idle primary pads so that the cluster gets past where the requester may have voted.
+   */
+  recovering: boolean;
   replica: ReplicaId;
 }
 
@@ -395,12 +409,13 @@ function readNewViewBody(value: unknown, what: string): NewViewBody {
 }
 
 function readFetchStateBody(value: unknown, what: string): FetchStateBody {
-  const fields = readMap(value, what, ['type', 'view', 'lastExecuted', 'replica']);
+  const fields = readMap(value, what, ['type', 'view', 'lastExecuted', 'recovering', 'replica']);
   readLiteral(fields['type'], `${what}.type`, ['fetch-state']);
   return {
     type: 'fetch-state',
     view: readUint(fields['view'], `${what}.view`),
     lastExecuted: readUint(fields['lastExecuted'], `${what}.lastExecuted`),
+    recovering: readBoolean(fields['recovering'], `${what}.recovering`),
     replica: readReplica(fields['replica'], `${what}.replica`),
   };
 }

@@ -102,6 +102,12 @@ export interface ReplicaOptions {
   stateMachine: StateMachine;
   /** State loaded from storage after a restart; omitted for a fresh replica. */
   durable?: DurableState;
+  /**
+   * This replica's storage could not be trusted (found damaged, missing, or restored from an older
+   * copy) and was replaced by an empty one: it may have signed messages it no longer remembers, so
+   * it starts recovering (see `Recovery`). A restored `durable.recovery` means the same.
+   */
+  recovering?: boolean;
 }
 
 /** A message to one replica, or to every other replica. */
@@ -139,6 +145,11 @@ export type ReplicaEvent =
   | { type: 'checkpoint-stable'; seq: number; stateDigest: Uint8Array }
   | { type: 'state-transfer-requested'; seq: number }
   | { type: 'state-transferred'; seq: number }
+  /** This replica recovers from storage it could not trust: it votes on nothing until `recovered`. */
+  | { type: 'recovery-started' }
+  /** 2f+1 peers reported their checkpoints: this replica votes again once its stable one reaches `untilSeq`. */
+  | { type: 'recovery-bounded'; untilSeq: number; reports: number }
+  | { type: 'recovered'; seq: number }
   /** A batch this replica lacked for a slot of its view arrived (from the primary or by FETCH-BATCH). */
   | { type: 'batch-fetched'; seq: number }
   /**
@@ -200,6 +211,24 @@ interface OwnCheckpoint {
 }
 
 type CertifiedCheckpoint = Omit<StableCheckpoint, 'snapshot'>;
+
+/**
+ * A replica that lost what it signed (TOCS'02 §4.3 estimates the same bound for proactive
+ * recovery) sends no PRE-PREPARE, PREPARE, COMMIT, CHECKPOINT, VIEW-CHANGE or NEW-VIEW until its
+ * stable checkpoint reaches `untilSeq`; it follows the cluster meanwhile (executes what 2f+1 others
+ * commit, adopts certified state, enters NEW-VIEWs). Its old votes were for sequence numbers at
+ * most its old stable checkpoint c plus L; c was certified by 2f+1 replicas, so among any 2f+1
+ * others that report (at most f - 1 of them faulty besides this one) is a correct replica that
+ * executed c, whose own stable checkpoint is therefore at least c - L. So untilSeq, the highest
+ * certified checkpoint 2f+1 others reported plus 2L, lies above every old vote, and a liar cannot
+ * raise it beyond what the cluster has certified.
+ */
+interface Recovery {
+  /** The stable checkpoint each other replica reported (in a STATE), by replica. */
+  reported: Map<ReplicaId, number>;
+  /** Votes resume above this sequence number; null until 2f+1 others reported. Fixed once set. */
+  untilSeq: number | null;
+}
 
 interface PendingStateTransfer {
   seq: number;
@@ -306,6 +335,13 @@ export class Replica {
    */
   private laggardSeen = false;
   /**
+   * Whether a recovering replica asked (FETCH-STATE) since the last padding: an idle primary then
+   * pads a whole checkpoint interval, so that an idle cluster still gets past where it may have voted.
+   */
+  private recoveringPeerSeen = false;
+  /** Non-null while this replica recovers from storage it could not trust. */
+  private recovery: Recovery | null = null;
+  /**
    * Whether a peer's CHECKPOINT showed, since the last retransmission, that it executed further than
    * this replica: then this replica asks for what it missed (FETCH-STATE) at the next
    * retransmission, even in an idle cluster where nobody resends executed slots on their own.
@@ -365,6 +401,10 @@ export class Replica {
     this.stable = { seq: 0, stateDigest: this.sha256(genesisSnapshot), proof: [] };
     this.stableSnapshot = genesisSnapshot;
     if (options.durable !== undefined) this.restore(options.durable);
+    const restoredRecovery = options.durable?.recovery ?? null;
+    if (options.recovering === true || restoredRecovery !== null) {
+      this.recovery = { reported: new Map(), untilSeq: restoredRecovery?.untilSeq ?? null };
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -407,6 +447,14 @@ export class Replica {
   awaitedBatchDigest(seq: number): Uint8Array | undefined {
     return this.fetches.awaited(seq);
   }
+  /** Whether this replica recovers from storage it could not trust (and so votes on nothing). */
+  get recovering(): boolean {
+    return this.recovery !== null;
+  }
+  /** While recovering: the sequence number above which it votes again (null: not known yet). */
+  get recoveryUntilSeq(): number | null {
+    return this.recovery?.untilSeq ?? null;
+  }
   get awaitingStateTransfer(): boolean {
     return this.pendingStateTransfer !== null;
   }
@@ -430,6 +478,10 @@ export class Replica {
   /** Resume after construction or restart: finish what the log already proves, resend own state. */
   start(): Ready {
     return this.run(() => {
+      if (this.recovery !== null) {
+        this.out.persist.push({ type: 'recovery', recovery: { untilSeq: this.recovery.untilSeq } });
+        this.out.events.push({ type: 'recovery-started' });
+      }
       // Restored entries carry only messages; re-derive prepared/committed (sending a COMMIT the
       // crash may have kept in the outbox) and execute from the stable checkpoint onwards.
       for (const entry of [...this.log.values()].sort((a, b) => a.seq - b.seq)) this.checkPrepared(entry);
@@ -622,7 +674,7 @@ export class Replica {
 
   /** Primary: assign sequence numbers to queued requests while the window and pipeline allow. */
   private propose(): void {
-    if (!this.isPrimary || this.proposalsDeferred) return;
+    if (!this.isPrimary || this.proposalsDeferred || !this.voting) return;
     while (this.queue.size > 0) {
       const seq = this.lastAssigned + 1;
       if (!this.inWindow(seq)) return;
@@ -672,15 +724,21 @@ export class Replica {
    * that covers them. A liar can trigger this at most once per checkpoint interval of real work.
    */
   private padToCheckpointWhenIdle(): void {
-    if (!this.laggardSeen || !this.isPrimary || this.status !== 'normal') return;
+    const forRecovery = this.recoveringPeerSeen;
+    if (!(this.laggardSeen || forRecovery) || !this.isPrimary || this.status !== 'normal' || !this.voting)
+      return;
     const interval = this.config.checkpointInterval;
-    if (this.lastExecuted % interval === 0) {
+    if (this.lastExecuted % interval === 0 && !forRecovery) {
       this.laggardSeen = false;
       return;
     }
     if (this.queue.size > 0 || this.lastAssigned !== this.lastExecuted) return;
     if (this.ticks - this.busyAtTick < this.config.retransmitIntervalTicks) return;
-    const boundary = Math.ceil(this.lastExecuted / interval) * interval;
+    // A recovering replica needs the cluster a whole interval further each time it asks; it asks
+    // again every retransmission interval while it recovers, so one ask pads at most one interval.
+    this.recoveringPeerSeen = false;
+    if (forRecovery) this.laggardSeen = true;
+    const boundary = (Math.floor(this.lastExecuted / interval) + 1) * interval;
     while (this.lastAssigned < boundary) {
       const seq = this.lastAssigned + 1;
       if (!this.inWindow(seq) || seq - this.lastExecuted > this.config.pipelineDepthMax) return;
@@ -840,7 +898,7 @@ export class Replica {
     this.fetches.done(entry.seq);
     this.out.persist.push({ type: 'log', message: { type: 'pre-prepare', prePrepare, batch } });
     for (const request of batch) this.assigned.add(requestKey(request.body));
-    if (prePrepare.body.replica === this.id) return;
+    if (prePrepare.body.replica === this.id || !this.voting) return;
     const prepare = this.signed<PrepareBody>({
       type: 'prepare',
       view: prePrepare.body.view,
@@ -994,7 +1052,7 @@ export class Replica {
     const slot: PreparedSlot = { certificate, batch: entry.batch };
     this.prepared.set(entry.seq, slot);
     this.out.persist.push({ type: 'prepared', slot });
-    if (!entry.commits.has(this.id)) {
+    if (!entry.commits.has(this.id) && this.voting) {
       const commit = this.signed<CommitBody>({
         type: 'commit',
         view: entry.prePrepare.body.view,
@@ -1183,6 +1241,9 @@ export class Replica {
     const message = this.signed<CheckpointBody>({ type: 'checkpoint', seq, stateDigest, replica: this.id });
     this.ownCheckpoints.set(seq, { message, snapshot });
     this.out.events.push({ type: 'checkpoint-taken', seq, stateDigest });
+    // Recovering, it keeps its own checkpoint (to check others' against and to adopt the stable
+    // one) but neither sends it nor counts it: the certificate is made of 2f+1 others' votes.
+    if (!this.voting) return;
     this.broadcast({ type: 'checkpoint', checkpoint: message });
     this.recordCheckpointVote(message);
   }
@@ -1290,6 +1351,7 @@ export class Replica {
     }
     if (this.stableCandidate !== null && this.stableCandidate.seq <= seq) this.stableCandidate = null;
     this.collectGarbage(seq);
+    this.maybeFinishRecovery();
     this.propose();
   }
 
@@ -1338,6 +1400,7 @@ export class Replica {
       type: 'fetch-state',
       view: this.view,
       lastExecuted: this.lastExecuted,
+      recovering: this.recovery !== null,
       replica: this.id,
     });
     this.broadcast({ type: 'fetch-state', fetchState });
@@ -1349,9 +1412,10 @@ export class Replica {
    * (its peers' together make the certificates it needs), and our stable state if it is newer.
    */
   private onFetchState(fetchState: Signed<FetchStateBody>): void {
-    const { replica, lastExecuted, view } = fetchState.body;
+    const { replica, lastExecuted, view, recovering } = fetchState.body;
     if (replica === this.id) return;
     if (lastExecuted < this.lastExecuted) this.laggardSeen = true;
+    if (recovering) this.recoveringPeerSeen = true;
     // The asker executed further than this replica: ask it in turn (at the next retransmission).
     if (lastExecuted > this.lastExecuted) this.behindSeen = true;
     if (view < this.view) this.sendNewViewTo(replica, view);
@@ -1366,12 +1430,15 @@ export class Replica {
       }
     }
     const snapshot = this.stableSnapshot;
-    if (snapshot === null || this.stable.seq <= lastExecuted || this.stable.seq === 0) return;
+    const newer = snapshot !== null && this.stable.seq > lastExecuted && this.stable.seq > 0;
+    // A recovering replica needs every peer's stable checkpoint, newer than its own or not; the
+    // proof is what it counts, so the snapshot travels only when it is of use.
+    if (!newer && !recovering) return;
     if (!this.mayServe(this.stateServedAtTick, replica)) return;
     const state = this.signed<StateBody>({
       type: 'state',
       checkpointProof: this.stable.proof,
-      snapshot,
+      snapshot: newer ? snapshot : new Uint8Array(0),
       replica: this.id,
     });
     this.sendTo(replica, { type: 'state', state });
@@ -1389,10 +1456,14 @@ export class Replica {
   private onState(state: Signed<StateBody>): void {
     const { checkpointProof, snapshot } = state.body;
     const seq = checkpointProof[0]?.body.seq ?? 0;
-    // Only state newer than what this replica executed, and never below its low watermark.
-    if (seq <= this.lastExecuted || seq < this.stable.seq) return;
-    const proof = checkCheckpointProof(checkpointProof, seq, this.certificateContext);
-    if (!proof.ok) return this.rejectBody(state.body, proof.reason);
+    // Only state newer than what this replica executed, and never below its low watermark; while
+    // recovering, every peer's certified checkpoint counts as its report.
+    const newer = seq > this.lastExecuted && seq >= this.stable.seq;
+    if (!newer && this.recovery === null) return;
+    const proof = seq === 0 ? null : checkCheckpointProof(checkpointProof, seq, this.certificateContext);
+    if (proof !== null && !proof.ok) return this.rejectBody(state.body, proof.reason);
+    if (this.recovery !== null) this.noteRecoveryReport(state.body.replica, seq);
+    if (!newer || proof === null) return;
     const stateDigest = proof.value!;
     if (!bytesEqual(this.sha256(snapshot), stateDigest))
       return this.rejectBody(state.body, 'snapshot-digest-mismatch');
@@ -1413,7 +1484,43 @@ export class Replica {
       }
     }
     this.collectGarbage(seq);
+    this.maybeFinishRecovery();
     this.executeCommitted();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Recovery from storage that could not be trusted (see `Recovery`).
+
+  /** Whether this replica may sign votes: not while it recovers. */
+  private get voting(): boolean {
+    return this.recovery === null;
+  }
+
+  /** A peer's stable checkpoint, certified: the first 2f+1 reports fix where votes may resume. */
+  private noteRecoveryReport(replica: ReplicaId, stableSeq: number): void {
+    const recovery = this.recovery;
+    if (recovery === null || replica === this.id) return;
+    recovery.reported.set(replica, Math.max(stableSeq, recovery.reported.get(replica) ?? 0));
+    if (recovery.untilSeq !== null || recovery.reported.size < this.quorums.quorum) return;
+    recovery.untilSeq = Math.max(...recovery.reported.values()) + 2 * this.config.watermarkWindow;
+    this.out.persist.push({ type: 'recovery', recovery: { untilSeq: recovery.untilSeq } });
+    this.out.events.push({
+      type: 'recovery-bounded',
+      untilSeq: recovery.untilSeq,
+      reports: recovery.reported.size,
+    });
+    this.maybeFinishRecovery();
+  }
+
+  /** The stable checkpoint reached the bound: vote again, above it only. */
+  private maybeFinishRecovery(): void {
+    const untilSeq = this.recovery?.untilSeq ?? null;
+    if (untilSeq === null || this.stable.seq < untilSeq) return;
+    this.recovery = null;
+    // Its own checkpoints up to the bound were never sent; they stay unsent.
+    for (const seq of this.ownCheckpoints.keys()) if (seq <= untilSeq) this.ownCheckpoints.delete(seq);
+    this.out.persist.push({ type: 'recovery', recovery: null });
+    this.out.events.push({ type: 'recovered', seq: this.stable.seq });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1477,6 +1584,12 @@ export class Replica {
   /** Move to `newView`: stop taking part in the current view and send VIEW-CHANGE. */
   private startViewChange(newView: number, reason: ViewChangeReason): void {
     if (newView <= this.view) return;
+    // Recovering, it cannot say truthfully what it prepared: it waits for the others' NEW-VIEW,
+    // and asks for it (a FETCH-STATE is answered with the NEW-VIEW of a newer view).
+    if (!this.voting) {
+      this.behindSeen = true;
+      return;
+    }
     this.view = newView;
     this.status = 'view-change';
     this.log.clear();
@@ -1750,8 +1863,13 @@ export class Replica {
     }
     const latestOwnCheckpoint = Math.max(0, ...this.ownCheckpoints.keys());
     const own = this.ownCheckpoints.get(latestOwnCheckpoint);
-    if (own !== undefined) this.broadcast({ type: 'checkpoint', checkpoint: own.message });
-    if (this.pendingStateTransfer !== null || this.behindSeen || this.takeIdleAnnouncement())
+    if (own !== undefined && this.voting) this.broadcast({ type: 'checkpoint', checkpoint: own.message });
+    if (
+      this.pendingStateTransfer !== null ||
+      this.behindSeen ||
+      this.recovery !== null ||
+      this.takeIdleAnnouncement()
+    )
       this.requestState();
     this.behindSeen = false;
   }
@@ -1800,6 +1918,9 @@ export class Replica {
 
   private ownSlotMessages(entry: LogEntry): Message[] {
     const messages: Message[] = [];
+    // Recovering, it may hold copies of its own forgotten votes (peers hand over commit
+    // certificates); it sends none of them: it speaks for no slot until it has recovered.
+    if (!this.voting) return messages;
     if (entry.prePrepare !== null && entry.batch !== null && entry.prePrepare.body.replica === this.id) {
       messages.push({ type: 'pre-prepare', prePrepare: entry.prePrepare, batch: entry.batch });
     }

@@ -10,6 +10,7 @@
  *   meta/view               { view, viewChangeInProgress }
  *   meta/own-view-change    the replica's latest VIEW-CHANGE
  *   meta/new-view           the NEW-VIEW of the current view
+ *   meta/recovery           { untilSeq } while the replica recovers from storage it could not trust
  *   checkpoint              the stable checkpoint with its proof and snapshot
  *   prepared/<seq>          highest-view prepared certificate per sequence number, with its batch
  *   log/<seq>/<view>/<type>/<replica>   PRE-PREPAREs (with batch), PREPAREs, COMMITs
@@ -51,6 +52,7 @@ const KEY_VIEW = 'meta/view';
 const KEY_OWN_VIEW_CHANGE = 'meta/own-view-change';
 const KEY_NEW_VIEW = 'meta/new-view';
 const KEY_CHECKPOINT = 'checkpoint';
+const KEY_RECOVERY = 'meta/recovery';
 const PREFIX_PREPARED = 'prepared/';
 const PREFIX_LOG = 'log/';
 /** Upper bound for range scans over a prefix: '0' < ... < '9' < '~' in ASCII. */
@@ -193,8 +195,8 @@ export class LevelStorage implements ReplicaStorage {
 
   private async loadRecords(): Promise<DurableState> {
     const state = emptyDurableState();
-    const singleKeys = [KEY_VIEW, KEY_OWN_VIEW_CHANGE, KEY_NEW_VIEW, KEY_CHECKPOINT];
-    const [view, ownViewChange, newView, checkpoint] = (await this.db.getMany(singleKeys)).map(
+    const singleKeys = [KEY_VIEW, KEY_OWN_VIEW_CHANGE, KEY_NEW_VIEW, KEY_CHECKPOINT, KEY_RECOVERY];
+    const [view, ownViewChange, newView, checkpoint, recovery] = (await this.db.getMany(singleKeys)).map(
       (value, index) => (value === undefined ? undefined : this.unseal(singleKeys[index]!, value)),
     );
     if (view !== undefined) {
@@ -214,6 +216,11 @@ export class LevelStorage implements ReplicaStorage {
       state.newView = message.newView;
     }
     if (checkpoint !== undefined) state.stableCheckpoint = decodeCheckpointRecord(checkpoint);
+    if (recovery !== undefined) {
+      const fields = readMap(decodeCanonical(recovery), KEY_RECOVERY, ['bounded', 'untilSeq']);
+      const untilSeq = readUint(fields['untilSeq'], 'untilSeq');
+      state.recovery = { untilSeq: readBoolean(fields['bounded'], 'bounded') ? untilSeq : null };
+    }
     for await (const [key, value] of this.db.iterator({
       gte: PREFIX_PREPARED,
       lt: PREFIX_PREPARED + PREFIX_END,
@@ -276,6 +283,20 @@ export class LevelStorage implements ReplicaStorage {
             key: KEY_NEW_VIEW,
             value: encodeMessage({ type: 'new-view', newView: op.newView }),
           });
+          break;
+        case 'recovery':
+          mutations.push(
+            op.recovery === null
+              ? { type: 'del', key: KEY_RECOVERY }
+              : {
+                  type: 'put',
+                  key: KEY_RECOVERY,
+                  value: encodeCanonical({
+                    bounded: op.recovery.untilSeq !== null,
+                    untilSeq: op.recovery.untilSeq ?? 0,
+                  }),
+                },
+          );
           break;
         case 'stable-checkpoint': {
           mutations.push({ type: 'put', key: KEY_CHECKPOINT, value: encodeCheckpointRecord(op.checkpoint) });

@@ -161,7 +161,13 @@ export function exampleMessages(): Record<MessageType, Message> {
     'new-view': { type: 'new-view', newView: newView(2) },
     'fetch-state': {
       type: 'fetch-state',
-      fetchState: signByReplica({ type: 'fetch-state', view: 2, lastExecuted: 4, replica: 1 }),
+      fetchState: signByReplica({
+        type: 'fetch-state',
+        view: 2,
+        lastExecuted: 4,
+        recovering: false,
+        replica: 1,
+      }),
     },
     'fetch-batch': {
       type: 'fetch-batch',

@@ -403,7 +403,13 @@ describe('schema', () => {
       const frame = prepareFrame((wire) => (wire['replica'] = replica));
       expect(codecErrorCode(() => decodeMessage(frame))).toBe('OUT_OF_RANGE');
     }
-    const fetchState = { type: 'fetch-state', view: 0, lastExecuted: 0, replica: REPLICAS_MAX };
+    const fetchState = {
+      type: 'fetch-state',
+      view: 0,
+      lastExecuted: 0,
+      recovering: false,
+      replica: REPLICAS_MAX,
+    };
     expect(
       codecErrorCode(() => decodeMessage(frameAroundBody('fetch-state', encodeCanonical(fetchState)))),
     ).toBe('OUT_OF_RANGE');

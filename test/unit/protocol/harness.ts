@@ -174,7 +174,7 @@ export class Cluster {
     }
   }
 
-  private makeReplica(id: number, durable: DurableState | undefined): Replica {
+  private makeReplica(id: number, durable: DurableState | undefined, recovering = false): Replica {
     const signer = this.replicaSigners[id]!;
     const options: ReplicaOptions = {
       id,
@@ -184,6 +184,7 @@ export class Cluster {
       stateMachine: this.ledgers[id]!,
     };
     if (durable !== undefined) options.durable = durable;
+    if (recovering) options.recovering = true;
     return new Replica(options);
   }
 
@@ -291,12 +292,21 @@ export class Cluster {
     this.queue = this.queue.filter((envelope) => envelope.to !== id);
   }
 
-  /** Rebuild a crashed replica from its storage only (fresh genesis ledger), and call start(). */
-  restart(id: number): Ready {
+  /**
+   * Rebuild a crashed replica from its storage only (fresh genesis ledger), and call start().
+   * `lostStorage`: its storage was found damaged or missing and replaced by an empty one, so it
+   * starts recovering.
+   */
+  restart(id: number, options: { lostStorage?: boolean } = {}): Ready {
     this.crashed.delete(id);
     this.ledgers[id] = Ledger.fromGenesis(this.genesis);
+    if (options.lostStorage === true) this.storage[id] = emptyDurableState();
     // Storage hands back a copy, as a disk would: the replica must not share memory with it.
-    this.replicas[id] = this.makeReplica(id, structuredClone(this.storage[id]!));
+    this.replicas[id] = this.makeReplica(
+      id,
+      structuredClone(this.storage[id]!),
+      options.lostStorage === true,
+    );
     return this.apply(id, this.replica(id).start());
   }
 

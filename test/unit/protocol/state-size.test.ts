@@ -90,6 +90,7 @@ describe('state size', () => {
       type: 'fetch-state',
       view: 0,
       lastExecuted: 0,
+      recovering: false,
       replica: 3,
     });
     const answer = sentOfType(replica.step({ type: 'fetch-state', fetchState }), 'state')[0]!.message;

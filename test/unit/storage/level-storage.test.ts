@@ -27,6 +27,7 @@ function fingerprint(state: DurableState): string {
       newView: state.newView === null ? null : encodeMessage({ type: 'new-view', newView: state.newView }),
       prepared: state.prepared.map((c) => Buffer.from(encodePreparedSlot(c)).toString('hex')).sort(),
       log: state.log.map((m) => Buffer.from(encodeMessage(m)).toString('hex')).sort(),
+      recovery: state.recovery === null ? null : { untilSeq: state.recovery.untilSeq },
     }),
   ).toString('hex');
 }
@@ -76,6 +77,28 @@ describe('LevelStorage', () => {
     expect(final.stableCheckpoint?.seq).toBeGreaterThan(0);
     expect(final.view).toBeGreaterThanOrEqual(1);
     await level.close();
+  });
+
+  it('keeps the recovery record across reopening: recovering, then bounded, then recovered', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'pbft-level-'));
+    directories.push(directory);
+    const stages: PersistOp[] = [
+      { type: 'recovery', recovery: { untilSeq: null } },
+      { type: 'recovery', recovery: { untilSeq: 576 } },
+      { type: 'recovery', recovery: null },
+    ];
+    const memory = new MemoryStorage();
+    for (const op of stages) {
+      const level = await LevelStorage.open(directory);
+      await level.apply([op]);
+      await level.close();
+      await memory.apply([op]);
+      const reopened = await LevelStorage.open(directory);
+      const loaded = await reopened.load();
+      await reopened.close();
+      expect(loaded.recovery).toEqual((await memory.load()).recovery);
+      expect(fingerprint(loaded)).toBe(fingerprint(await memory.load()));
+    }
   });
 
   it('refuses a directory it cannot open with a one-line error naming it', async () => {
