@@ -2,6 +2,7 @@
  * npm run bench -- [--replicas 4] [--clients 32] [--duration 20] [--warmup 5] [--json]
  * npm run bench -- --soak            (10 minutes, RSS sampled every 10 s, judged flat or not)
  * npm run bench -- --attack BEHAVIOUR [--liar primary|backup] [--replace-max S] [--require-goals]
+ * npm run bench -- … --plot FILE.svg (a timeline of the measured phases, see scripts/lib/plot.ts)
  *
  * Starts a real cluster (one `pbft node` process per replica, libp2p over loopback) in a temporary
  * folder, drives it with closed-loop clients (one funded account each, transfer after transfer),
@@ -16,6 +17,10 @@
  * with one replica started with `pbft node --byzantine BEHAVIOUR` (the primary of view 0 or the
  * last backup), and prints R = tx/s under attack ÷ tx/s fault-free, both phases' latencies, when a
  * lying primary was replaced and the view changes, and the goals (scripts/lib/attack.ts).
+ *
+ * With --plot FILE.svg it writes committed transfers per second and p99 latency over the measured
+ * time, with a dashed line where a new view settled; with --attack the fault-free phase comes
+ * first and the attack phase after it, shaded.
  *
  * With --json the last stdout line is one JSON object. Processes and the temporary folder are
  * removed on exit and on Ctrl-C.
@@ -44,6 +49,7 @@ import {
   type ViewSample,
   viewChangesDuring,
 } from './lib/attack.ts';
+import { AckTimeline } from './lib/chaos-recovery.ts';
 import {
   type LoadDriver,
   type LoadOptions,
@@ -51,7 +57,9 @@ import {
   startLoadInProcess,
   startLoadProcess,
 } from './lib/load-generator.ts';
-import { parseIntegerAtLeast } from './lib/options.ts';
+import { parseIntegerAtLeast, parseSvgPath } from './lib/options.ts';
+import { type PlotMarker, renderTimelineSvg, type TimelinePlot, writeSvgFile } from './lib/plot.ts';
+import { perSecondSeries, settledViewChanges, type TimelinePoint } from './lib/plot-series.ts';
 import {
   formatStatuses,
   otherReplicaProcesses,
@@ -134,6 +142,7 @@ interface BenchOptions {
   liar?: LiarRole;
   replaceMax?: number;
   requireGoals: boolean;
+  plot?: string;
 }
 
 interface Sample {
@@ -281,6 +290,15 @@ function parseOptions(): BenchOptions {
       integerArgument('--replace-max', 1),
     )
     .option('--require-goals', `with --attack: exit ${EXIT_GOAL_FAILED} when a goal fails`, false)
+    .option(
+      '--plot <file.svg>',
+      'write a timeline: transfers/s and p99 latency per second, view changes, the attack phase shaded',
+      (value: string) => {
+        const path = parseSvgPath(value);
+        if (path === null) throw new InvalidArgumentError('--plot takes a file ending in .svg');
+        return path;
+      },
+    )
     .parse(process.argv);
   const options = program.opts<BenchOptions>();
   if ((options.replicas - 1) % 3 !== 0) program.error('--replicas must be 3f+1 (4, 7, 10, …)');
@@ -483,12 +501,22 @@ interface Phase {
   maxLatencyMs: number;
   /** Only when asked to watch views (--attack). */
   views?: PhaseViews;
+  /** The measured phase second by second, for --plot. */
+  timeline: PhaseTimeline;
+}
+
+/** What --plot draws of one measured phase, timed from its start. */
+interface PhaseTimeline {
+  points: TimelinePoint[];
+  /** A new view settled (2f+1 correct replicas in it); empty unless views were watched. */
+  viewChanges: PlotMarker[];
+  durationS: number;
 }
 
 interface PhaseSetup {
   /** The replica started with --byzantine, and its behaviour; none in a fault-free phase. */
   liar?: { replica: number; behaviour: ByzantineBehaviour };
-  /** Read every replica's view throughout (--attack runs, both phases alike). */
+  /** Read every replica's view throughout (--attack and --plot runs, both phases alike). */
   watchViews: boolean;
 }
 
@@ -582,6 +610,7 @@ async function measurePhase(
 
   log(`measuring for ${durationS} s`);
   const measured: LoadWindow = { completed: 0, errors: 0, latenciesMs: [], lastError: null };
+  const acks = new AckTimeline();
   const samples: Sample[] = [];
   let elapsedS = 0;
   while (elapsedS < durationS) {
@@ -595,6 +624,7 @@ async function measurePhase(
     measured.errors += window.errors;
     for (const latencyMs of window.latenciesMs) measured.latenciesMs.push(latencyMs);
     measured.lastError = window.lastError ?? measured.lastError;
+    acks.add(window.sentAtMs, window.completedAtMs);
     const reports = await cluster.statuses(observer).catch(() => []);
     const sample: Sample = {
       atS: round(elapsedS),
@@ -612,8 +642,21 @@ async function measurePhase(
     if (crashed.length > 0) throw new Error(crashed.join('; '));
   }
   const wallS = (performance.now() - startMs) / 1000;
-  const views =
-    viewWatch === null ? undefined : phaseViews(await viewWatch.stop(startMs), cluster, liar?.replica);
+  const viewSamples = viewWatch === null ? [] : await viewWatch.stop(startMs);
+  const views = viewWatch === null ? undefined : phaseViews(viewSamples, cluster, liar?.replica);
+  // The load's timestamps are clockMs(): performance.now() from the time origin.
+  const startClockMs = performance.timeOrigin + startMs;
+  const timeline: PhaseTimeline = {
+    points: perSecondSeries(acks, { fromMs: startClockMs, toMs: startClockMs + wallS * 1_000 }),
+    viewChanges: settledViewChanges(
+      viewSamples,
+      2 * cluster.config.f + 1,
+      liar === undefined ? [] : [liar.replica],
+    )
+      .filter((change) => change.atMs >= 0)
+      .map((change) => ({ atS: change.atMs / 1_000, label: `v${change.view}` })),
+    durationS: wallS,
+  };
   const replicaCpuSeconds = cluster.replicas.map(
     (replica, index) => (replica.sample()?.cpuSeconds ?? 0) - replicaStart[index]!,
   );
@@ -680,7 +723,12 @@ async function measurePhase(
     cpuModel: cpus()[0]?.model ?? 'unknown',
     ...(options.soak ? { soak: { samples, ...judgeSoak(samples) } } : {}),
   };
-  return { result, maxLatencyMs: round(sorted.at(-1) ?? 0), ...(views === undefined ? {} : { views }) };
+  return {
+    result,
+    maxLatencyMs: round(sorted.at(-1) ?? 0),
+    ...(views === undefined ? {} : { views }),
+    timeline,
+  };
 }
 
 function phaseViews(samples: ViewSample[], cluster: ProcessCluster, liar: number | undefined): PhaseViews {
@@ -697,7 +745,21 @@ function phaseViews(samples: ViewSample[], cluster: ProcessCluster, liar: number
 
 async function run(options: BenchOptions, cleanup: Cleanup): Promise<BenchResult> {
   const machine = measureMachine(options);
-  return (await runPhase(options, cleanup, machine, { watchViews: false })).result;
+  const phase = await runPhase(options, cleanup, machine, { watchViews: options.plot !== undefined });
+  if (options.plot !== undefined) {
+    const { result } = phase;
+    await writePlot(options.plot, {
+      title: `pbft bench: ${result.replicas} replicas, ${result.clients} closed-loop clients: ${result.txPerSec} transfers/s, p99 ${result.p99Ms} ms`,
+      subtitle: `${result.durationS} s measured after ${result.warmupS} s warm-up; dashed: 2f+1 replicas settled in a new view`,
+      bucketS: 1,
+      points: phase.timeline.points,
+      intervals: [],
+      markers: phase.timeline.viewChanges,
+      durationS: phase.timeline.durationS,
+      timeAxisTitle: 'seconds measured',
+    });
+  }
+  return phase.result;
 }
 
 /** One phase of an --attack run: the benchmark's numbers and the view changes it saw. */
@@ -741,6 +803,8 @@ async function runAttack(options: BenchOptions, cleanup: Cleanup): Promise<Attac
     liar: { replica, behaviour },
   });
   const views = underAttack.views!;
+  if (options.plot !== undefined)
+    await writePlot(options.plot, attackPlot(options, faultFree.timeline, underAttack.timeline, replica));
   const replacementBoundS = options.replaceMax ?? REPLACEMENT_TIMEOUTS_MAX * views.viewChangeTimeoutS;
   const judgement = judgeAttack({
     role,
@@ -765,6 +829,44 @@ async function runAttack(options: BenchOptions, cleanup: Cleanup): Promise<Attac
     goals: judgement.goals,
     pass: judgement.pass,
   };
+}
+
+/**
+ * Both phases of an --attack run on one axis: fault-free first, then the attack phase (a fresh
+ * cluster, so its views count from 0 again), shaded.
+ */
+function attackPlot(
+  options: BenchOptions,
+  faultFree: PhaseTimeline,
+  underAttack: PhaseTimeline,
+  liar: number,
+): TimelinePlot {
+  const offsetS = faultFree.durationS;
+  const later = <T extends { atS: number }>(items: readonly T[]): T[] =>
+    items.map((item) => ({ ...item, atS: item.atS + offsetS }));
+  return {
+    title: `pbft bench --attack ${options.attack}: ${options.replicas} replicas, ${options.clients} closed-loop clients`,
+    subtitle: `${round(faultFree.durationS)} s fault-free, then ${round(underAttack.durationS)} s on a fresh cluster with replica ${liar} (${options.liar}) lying; dashed: 2f+1 correct replicas settled in a new view`,
+    bucketS: 1,
+    points: [...faultFree.points, ...later(underAttack.points)],
+    intervals: [
+      {
+        fromS: offsetS,
+        toS: offsetS + underAttack.durationS,
+        label: `attack: replica ${liar} (${options.liar}) runs --byzantine ${options.attack}`,
+        kind: 'attack',
+      },
+    ],
+    markers: [...faultFree.viewChanges, ...later(underAttack.viewChanges)],
+    durationS: offsetS + underAttack.durationS,
+    timeAxisTitle: 'seconds measured (fault-free phase, then the attack phase)',
+    legend: { interval: 'attack phase', marker: 'view change' },
+  };
+}
+
+async function writePlot(file: string, plot: TimelinePlot): Promise<void> {
+  await writeSvgFile(file, renderTimelineSvg(plot));
+  log(`timeline written to ${file}`);
 }
 
 function formatReplacement(result: AttackResult): string {

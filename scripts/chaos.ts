@@ -1,7 +1,7 @@
 /**
  * npm run chaos -- [--replicas 4|7|10] [--seed S] [--duration SECONDS] [--clients N]
  *                  [--faults kill,pause,primary-kill,primary-pause,byzantine,partition,throttle,delay,loss]
- *                  [--recovery-max SECONDS] [--json] [--keep]
+ *                  [--recovery-max SECONDS] [--plot FILE.svg] [--json] [--keep]
  *
  * A real cluster of `pbft node` processes under closed-loop load from N clients (their own
  * process, ACCOUNTS_PER_CONNECTION accounts to a shared ClusterConnection, like a service acting
@@ -21,6 +21,10 @@
  *     target, plus the median latency of the 10 s before the fault, which a transfer sent then
  *     would have taken without it), and throughput in the 10 s after that is at least half of the
  *     10 s before.
+ * With --plot it also writes a timeline (lib/plot.ts): committed transfers per second and p99
+ * latency, every fault shaded from injection to healing and labelled with its class and targets,
+ * and a dashed line where a new view settled (from the replicas' status, polled all through the load).
+ *
  * Exit code 0 when all holds, 1 when anything does not, 2 when no requested fault class can be
  * injected on this machine (nothing was tested), 64 for bad arguments.
  */
@@ -60,7 +64,9 @@ import {
 import { HostileClient } from './lib/hostile-client.ts';
 import { clockMs, type LoadClientTotals, type LoadDriver, startLoadProcess } from './lib/load-generator.ts';
 import { type NetnsSupport, probeNetns, ReplicaNetwork } from './lib/netns.ts';
-import { integerOption } from './lib/options.ts';
+import { integerOption, parseSvgPath } from './lib/options.ts';
+import { type PlotInterval, renderTimelineSvg, writeSvgFile } from './lib/plot.ts';
+import { perSecondSeries, settledViewChanges, type ViewPoll } from './lib/plot-series.ts';
 import { formatStatuses, ProcessCluster, sleep, waitFor } from './lib/process-cluster.ts';
 
 const EXIT_FAILED = 1;
@@ -102,11 +108,14 @@ const LOAD_POLL_MS = 100;
 const SETTLED_VIEW_TIMEOUT_MS = 30_000;
 /** Balance queries in flight at once during the audit. */
 const AUDIT_CONCURRENCY = 16;
+/** With --plot, every replica's view is read this often, each read giving up after the timeout. */
+const VIEW_POLL_MS = 250;
+const VIEW_POLL_TIMEOUT_MS = 500;
 
 function usage(message: string): never {
   console.error(`pbft chaos: ${message}`);
   console.error(
-    `usage: npm run chaos -- [--replicas 4|7|10] [--seed S] [--duration SECONDS] [--clients N] [--faults ${FAULT_CLASSES.join(',')}] [--recovery-max SECONDS] [--json] [--keep]`,
+    `usage: npm run chaos -- [--replicas 4|7|10] [--seed S] [--duration SECONDS] [--clients N] [--faults ${FAULT_CLASSES.join(',')}] [--recovery-max SECONDS] [--plot FILE.svg] [--json] [--keep]`,
   );
   process.exit(EXIT_USAGE);
 }
@@ -122,6 +131,7 @@ function parseOptions() {
         faults: { type: 'string' },
         'recovery-max': { type: 'string' },
         'base-port': { type: 'string' },
+        plot: { type: 'string' },
         json: { type: 'boolean', default: false },
         keep: { type: 'boolean', default: false },
       },
@@ -161,6 +171,10 @@ const requestedClasses = (values.faults ?? FAULT_CLASSES.join(',')).split(',').m
 for (const name of requestedClasses) {
   if (!isFaultClass(name)) usage(`unknown fault "${name}"; faults are ${FAULT_CLASSES.join(', ')}`);
 }
+const plotFile =
+  values.plot === undefined
+    ? null
+    : (parseSvgPath(values.plot) ?? usage(`--plot takes a file ending in .svg, got "${values.plot}"`));
 const json = values.json;
 const say = (line: string): void => {
   if (json) process.stderr.write(`${line}\n`);
@@ -256,6 +270,7 @@ interface EpisodeRecord {
 /** An episode's clock times, for the measurements made once the run is over. */
 interface EpisodeTimes {
   startedAtMs: number;
+  healedAtMs: number;
   /** When the runner had seen what it waits for (recovery, and the window after it): the next fault may start. */
   settledAtMs: number;
 }
@@ -359,6 +374,22 @@ async function main(): Promise<number> {
         return;
       }
       await sleep(LOAD_POLL_MS);
+    }
+  })();
+  // With --plot: the replicas' views all through the load, to mark when a new view settled.
+  const viewPolls: ViewPoll[] = [];
+  const viewPoller = (async () => {
+    while (polling && plotFile !== null) {
+      const reports = await observer.status(VIEW_POLL_TIMEOUT_MS).catch(() => []);
+      viewPolls.push({
+        atMs: clockMs(),
+        replicas: reports.map((report) =>
+          report.reachable && report.view !== undefined
+            ? { view: report.view, viewChangeInProgress: report.viewChangeInProgress ?? false }
+            : null,
+        ),
+      });
+      await sleep(VIEW_POLL_MS);
     }
   })();
   /**
@@ -512,7 +543,7 @@ async function main(): Promise<number> {
       );
     }
     const settledAtMs = clockMs();
-    times.push({ startedAtMs, settledAtMs });
+    times.push({ startedAtMs, healedAtMs, settledAtMs });
     quietSinceMs = settledAtMs;
     const recoveredEveryClientAtMs =
       record.recoveryMs === null ? settledAtMs : healedAtMs + record.recoveryMs;
@@ -530,6 +561,7 @@ async function main(): Promise<number> {
   await sleep(STEADY_LOAD_MS);
   polling = false;
   await poller;
+  await viewPoller;
   // Every transfer in flight gets its outcome (acknowledged or timed out) before the audit.
   await driver.drain();
   const loadStoppedAtMs = clockMs();
@@ -723,8 +755,40 @@ async function main(): Promise<number> {
   } else {
     say('chaos: passed');
   }
+  if (plotFile !== null) {
+    await writeSvgFile(
+      plotFile,
+      renderTimelineSvg({
+        title: `pbft chaos: ${replicaCount} replicas (f = ${f}), ${clientCount} closed-loop clients, seed ${seed}: ${summary.verdict}`,
+        subtitle:
+          `${audit.acknowledged} transfers acknowledged, ${audit.lost} lost, ${audit.duplicated} duplicated; ` +
+          'shaded: each fault from injection to healing; dashed: 2f+1 replicas settled in a new view',
+        bucketS: 1,
+        points: perSecondSeries(timeline, loadSpan),
+        intervals: episodes.map((episode, index) => faultInterval(episode, times[index]!, loadStartedAtMs)),
+        markers: settledViewChanges(viewPolls, 2 * f + 1).map((change) => ({
+          atS: (change.atMs - loadStartedAtMs) / 1_000,
+          label: `v${change.view}`,
+        })),
+        durationS: loadSeconds,
+      }),
+    );
+    say(`chaos: timeline written to ${plotFile}`);
+  }
   if (json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   return problems.length === 0 ? 0 : EXIT_FAILED;
+}
+
+/** An episode as the plot shades it: from injection to healing, labelled with its class and targets. */
+function faultInterval(episode: EpisodeRecord, times: EpisodeTimes, originMs: number): PlotInterval {
+  const what = episode.behaviour === undefined ? episode.fault : `${episode.fault} (${episode.behaviour})`;
+  const on = episode.replicas.length === 0 ? 'clients' : episode.replicas.map((id) => `r${id}`).join(',');
+  return {
+    fromS: (times.startedAtMs - originMs) / 1_000,
+    toS: (times.healedAtMs - originMs) / 1_000,
+    label: `#${episode.index} ${what} ${on}`,
+    kind: episode.fault,
+  };
 }
 
 /** The hostile client of the 'hostile-client' episode under way. */

@@ -20,3 +20,8 @@ export function integerOption(
   if (value === undefined) return fallback;
   return parseIntegerAtLeast(value, min) ?? usage(`--${name} must be an integer >= ${min}, got "${value}"`);
 }
+
+/** A `--plot` file: a path ending in .svg (the only format the plot writes), or null. */
+export function parseSvgPath(value: string): string | null {
+  return /\.svg$/i.test(value) && value.length > '.svg'.length ? value : null;
+}
