@@ -35,6 +35,12 @@ export const INVALID_MESSAGE_REASONS: readonly string[] = [
 export const SIGNATURE_THREADS = ['event-loop', 'worker'] as const;
 /** Where admission control answers busy: the edge's inbox or the core's pending table. */
 export const BUSY_WHERE = ['inbox', 'pending'] as const;
+/**
+ * Why a replica started recovering (it votes on nothing until it has): its storage was found
+ * damaged, its data directory was missing although it had run before, or the operator asked.
+ */
+export const RECOVERY_REASONS = ['damaged', 'missing', 'requested'] as const;
+export type RecoveryReason = (typeof RECOVERY_REASONS)[number];
 
 export class ReplicaMetrics {
   readonly registry = new Registry();
@@ -144,6 +150,18 @@ export class ReplicaMetrics {
     registers: [this.registry],
   });
 
+  readonly recoveries = new Counter({
+    name: 'pbft_storage_recoveries_total',
+    help: 'Starts from storage that could not be trusted, by reason (damaged, missing, requested)',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly recovering = new Gauge({
+    name: 'pbft_recovering',
+    help: '1 while this replica recovers from lost storage and votes on nothing',
+    registers: [this.registry],
+  });
+
   private server: Server | null = null;
 
   constructor() {
@@ -157,6 +175,7 @@ export class ReplicaMetrics {
     for (const reason of INVALID_MESSAGE_REASONS) this.invalidMessages.inc({ reason }, 0);
     for (const thread of SIGNATURE_THREADS) this.signaturesVerified.inc({ thread }, 0);
     for (const where of BUSY_WHERE) this.requestsBusy.inc({ where }, 0);
+    for (const reason of RECOVERY_REASONS) this.recoveries.inc({ reason }, 0);
   }
 
   /** Serve GET /metrics on 127.0.0.1:port (port 0 = do not serve). Returns the URL, if any. */

@@ -49,7 +49,6 @@ import {
   type VerifiedSignatureCache,
   verifyUnchecked,
 } from '../protocol/verify.ts';
-import { LevelStorage } from '../storage/level.ts';
 import type { ReplicaStorage } from '../storage/storage.ts';
 import { type ClientSession, createReplicaTransport, type ReplicaTransport } from '../transport/index.ts';
 import { TokenBucket } from '../transport/rate-limit.ts';
@@ -58,7 +57,8 @@ import { Random } from '../util/random.ts';
 import { ClientSessions } from './client-sessions.ts';
 import { type ClusterConfig, ConfigFileError, readClusterConfig } from './cluster-config.ts';
 import { InOrderRelease } from './in-order.ts';
-import { ReplicaMetrics } from './metrics.ts';
+import { type RecoveryReason, ReplicaMetrics } from './metrics.ts';
+import { openReplicaStorage } from './replica-storage.ts';
 import { VerifyPool } from './verify-pool.ts';
 
 /** Most inputs stepped before one storage write: group commit amortises the fsync. */
@@ -105,6 +105,11 @@ export interface StartReplicaOptions {
   cluster?: ClusterConfig | string;
   logger?: Logger;
   logLevel?: string;
+  /**
+   * The data directory is not this replica's latest (restored from an older copy, say): set it
+   * aside and recover before voting, as if it had been lost.
+   */
+  recover?: boolean;
 }
 
 export interface ReplicaStatus {
@@ -171,7 +176,10 @@ export async function startReplica(options: StartReplicaOptions): Promise<Replic
   const logger = (options.logger ?? createLogger(options.logLevel ?? cluster.runtime.logLevel)).child({
     replica: self.id,
   });
-  const storage = await LevelStorage.open(join(options.home, 'data'));
+  const { storage, durable, recovery } = await openReplicaStorage(options.home, {
+    recover: options.recover === true,
+    logger,
+  });
   try {
     const liar = options.byzantine === undefined ? null : createStrategy(options.byzantine);
     if (liar !== null)
@@ -186,7 +194,7 @@ export async function startReplica(options: StartReplicaOptions): Promise<Replic
       logger,
       liar,
     );
-    await runtime.start(await storage.load());
+    await runtime.start(durable, recovery);
     return runtime;
   } catch (error) {
     await storage.close();
@@ -236,7 +244,7 @@ class ReplicaRuntime implements ReplicaNode {
   private tickTimer: NodeJS.Timeout | null = null;
   private ticksIssued = 0;
   private clockStartMs = 0;
-  private readonly createCore: (durable: DurableState) => Replica;
+  private readonly createCore: (durable: DurableState, recovering: boolean) => Replica;
   /** A Byzantine strategy rewriting what this replica sends (testnets only), or null. */
   private readonly liar: ByzantineStrategy | null;
   private readonly liarRandom = new Random(randomInt(0, 2 ** 47));
@@ -264,7 +272,7 @@ class ReplicaRuntime implements ReplicaNode {
       replicaKeys: this.replicaKeys,
       cache: { verified: this.verified, sha256 },
     };
-    this.createCore = (durable) =>
+    this.createCore = (durable, recovering) =>
       new Replica({
         id,
         config: cluster.protocol,
@@ -272,6 +280,7 @@ class ReplicaRuntime implements ReplicaNode {
         sha256,
         stateMachine: Ledger.fromGenesis(genesis),
         durable,
+        recovering,
       });
     this.transport = createReplicaTransport({
       seed,
@@ -297,13 +306,17 @@ class ReplicaRuntime implements ReplicaNode {
     return this.transport.peerId;
   }
 
-  async start(durable: DurableState): Promise<void> {
-    this.core = this.createCore(durable);
+  /** Start from `durable`; `recovery` says why the storage could not be trusted (null: it can). */
+  async start(durable: DurableState, recovery: RecoveryReason | null = null): Promise<void> {
+    this.core = this.createCore(durable, recovery !== null);
+    if (recovery !== null) this.metrics.recoveries.inc({ reason: recovery });
+    this.metrics.recovering.set(this.core.recovering ? 1 : 0);
     this.logger.info(
       {
         view: this.core.currentView,
         lastExecuted: this.core.lastExecutedSeq,
         stableCheckpoint: this.core.stableCheckpointSeq,
+        recovering: this.core.recovering,
       },
       'replica state loaded',
     );
@@ -673,6 +686,7 @@ class ReplicaRuntime implements ReplicaNode {
     this.metrics.requestsInFlight.set(this.core.pendingRequestCount);
     this.metrics.batchesAwaited.set(this.core.awaitedBatchCount);
     this.metrics.peersConnected.set(status.peersConnected);
+    this.metrics.recovering.set(this.core.recovering ? 1 : 0);
   }
 
   private otherReplicas(): number[] {

@@ -339,6 +339,10 @@ export class Replica {
    * pads a whole checkpoint interval, so that an idle cluster still gets past where it may have voted.
    */
   private recoveringPeerSeen = false;
+  /** The primary pads with null requests up to this sequence number (padToCheckpointWhenIdle). */
+  private padTarget = 0;
+  /** The primary is padding: once begun, padding goes on without waiting for another idle interval. */
+  private paddingUnderway = false;
   /** Non-null while this replica recovers from storage it could not trust. */
   private recovery: Recovery | null = null;
   /**
@@ -692,6 +696,7 @@ export class Replica {
         batchBytes += requestBytes;
       }
       if (batch.length === 0) return;
+      this.paddingUnderway = false;
       this.assign(seq, batch);
     }
   }
@@ -722,27 +727,33 @@ export class Replica {
    * a view change of its own (it woke from a pause into a newer view than the others) could not
    * catch up: it ignores the older view's messages, and state transfer needs a stable checkpoint
    * that covers them. A liar can trigger this at most once per checkpoint interval of real work.
+   * A recovering replica's FETCH-STATE pads to the end of the window: it needs the cluster 2L past
+   * the checkpoint it learnt of, and asks again every retransmission interval while it recovers.
+   * Once begun, padding goes on a pipeline at a time until real requests arrive or the target is
+   * reached.
    */
   private padToCheckpointWhenIdle(): void {
-    const forRecovery = this.recoveringPeerSeen;
-    if (!(this.laggardSeen || forRecovery) || !this.isPrimary || this.status !== 'normal' || !this.voting)
-      return;
+    if (!this.isPrimary || this.status !== 'normal' || !this.voting) return;
     const interval = this.config.checkpointInterval;
-    if (this.lastExecuted % interval === 0 && !forRecovery) {
-      this.laggardSeen = false;
+    if (this.recoveringPeerSeen) {
+      this.recoveringPeerSeen = false;
+      this.padTarget = Math.max(this.padTarget, this.stable.seq + this.config.watermarkWindow);
+    }
+    if (this.laggardSeen) {
+      if (this.lastExecuted % interval === 0) this.laggardSeen = false;
+      else this.padTarget = Math.max(this.padTarget, Math.ceil(this.lastExecuted / interval) * interval);
+    }
+    if (this.lastAssigned >= this.padTarget) {
+      this.paddingUnderway = false;
       return;
     }
     if (this.queue.size > 0 || this.lastAssigned !== this.lastExecuted) return;
-    if (this.ticks - this.busyAtTick < this.config.retransmitIntervalTicks) return;
-    // A recovering replica needs the cluster a whole interval further each time it asks; it asks
-    // again every retransmission interval while it recovers, so one ask pads at most one interval.
-    this.recoveringPeerSeen = false;
-    if (forRecovery) this.laggardSeen = true;
-    const boundary = (Math.floor(this.lastExecuted / interval) + 1) * interval;
-    while (this.lastAssigned < boundary) {
+    if (!this.paddingUnderway && this.ticks - this.busyAtTick < this.config.retransmitIntervalTicks) return;
+    while (this.lastAssigned < this.padTarget) {
       const seq = this.lastAssigned + 1;
       if (!this.inWindow(seq) || seq - this.lastExecuted > this.config.pipelineDepthMax) return;
       this.assign(seq, []);
+      this.paddingUnderway = true;
     }
   }
 

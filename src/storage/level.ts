@@ -20,7 +20,8 @@
  * so only in its own LOG file. So every value is sealed with a format byte and a CRC-32 of its
  * bytes (checked on load), and after opening, the LOG LevelDB wrote for this open is read for the
  * records it dropped. Either refuses the storage with a StorageDamagedError naming what is damaged:
- * a replica that forgot what it signed must not vote as if it remembered.
+ * a replica that forgot what it signed must not vote as if it remembered (the node then moves the
+ * data aside and recovers: src/node/replica-storage.ts).
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -156,7 +157,7 @@ export class LevelStorage implements ReplicaStorage {
     // "<date> <thread> (ignoring error) <dir>/000003.log: dropping 519 bytes; Corruption: …"
     const detail = damaged.split(' ').slice(2).join(' ').trim();
     const where = /(\S+\.log):/.exec(detail)?.[1] ?? join(directory, 'LOG');
-    const message = `${where}: the storage is damaged: LevelDB dropped records while opening it (${detail}); this replica may have forgotten what it signed: do not run it on this data (re-create it: remove ${directory})`;
+    const message = `${where}: the storage is damaged: LevelDB dropped records while opening it (${detail}); this replica may have forgotten what it signed`;
     await writeFile(verdictPath, `${message}\n`);
     throw new StorageDamagedError(where, message);
   }
@@ -171,7 +172,7 @@ export class LevelStorage implements ReplicaStorage {
     if (crc32(payload) !== expected) {
       throw new StorageDamagedError(
         `${this.directory} (${key})`,
-        `${this.directory}: the storage is damaged: record ${key} fails its checksum; this replica may have forgotten what it signed: do not run it on this data`,
+        `${this.directory}: the storage is damaged: record ${key} fails its checksum; this replica may have forgotten what it signed`,
       );
     }
     return payload;

@@ -26,6 +26,7 @@ export const TEST_PORT_RANGES = {
   // 23000-23019 is `npm run bench`'s default.
   'test/e2e/lying-to-clients.test.ts': { first: 23_200, last: 23_999 },
   'test/e2e/verify-workers.test.ts': { first: 24_000, last: 24_999 },
+  'test/e2e/storage-recovery.test.ts': { first: 16_000, last: 16_999 },
   'test/unit/cli/process-groups.test.ts': { first: 26_800, last: 26_999 },
   'test/bench/bench.test.ts': { first: 27_000, last: 27_999 },
   'test/chaos/chaos.test.ts': { first: 28_000, last: 31_999 },
