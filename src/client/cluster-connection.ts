@@ -86,6 +86,8 @@ export class ClusterConnection {
    * reconnects gets each account's next request without every other replica getting it again.
    */
   private readonly presentedTo = new Map<number, Set<string>>();
+  /** Per replica, the dial under way, shared by every send that finds no live stream. */
+  private readonly dialling = new Map<number, Promise<ClientConnection | undefined>>();
   /** The highest view f+1 matching replies have shown: new requests go to its primary first. */
   private believedView = 0;
   private nextQueryId = 1;
@@ -159,16 +161,33 @@ export class ClusterConnection {
     await Promise.all(this.cluster.replicas.map((replica) => this.connectTo(replica.id)));
   }
 
-  private async connectTo(id: number): Promise<ClientConnection | undefined> {
+  /**
+   * The live stream to replica `id`, opening one if there is none. Single-flight: every caller
+   * while a dial is under way shares it. (Each caller dialling its own stream, as a burst of sends
+   * to a restarted replica did, opened one stream per send; the replica takes a bounded number of
+   * streams per connection, and the one kept here could be one it refused, which looked open and
+   * answered nothing: a primary reached only through the backups' relays, ~20 transfers/s.)
+   */
+  private connectTo(id: number): Promise<ClientConnection | undefined> {
     const existing = this.connections.get(id);
-    if (existing !== undefined && !existing.closed) return existing;
+    if (existing !== undefined && !existing.closed) return Promise.resolve(existing);
+    const underway = this.dialling.get(id);
+    if (underway !== undefined) return underway;
+    const dial = this.dial(id).finally(() => this.dialling.delete(id));
+    this.dialling.set(id, dial);
+    return dial;
+  }
+
+  private async dial(id: number): Promise<ClientConnection | undefined> {
     const replica = this.cluster.replicas[id]!;
     try {
       const connection = await this.transport.connect(replica, {
         signal: AbortSignal.timeout(CONNECT_TIMEOUT_MS),
       });
       connection.onFrame((frame) => this.onFrame(id, frame));
+      const superseded = this.connections.get(id);
       this.connections.set(id, connection);
+      if (superseded !== undefined && superseded !== connection) superseded.close();
       // A new stream is a new session at that replica: every account presents itself again.
       this.presentedTo.delete(id);
       return connection;
