@@ -1262,6 +1262,15 @@ export class Replica {
   private onCheckpoint(checkpoint: Signed<CheckpointBody>): void {
     const body = checkpoint.body;
     if (body.seq > this.lastExecuted && body.replica !== this.id) this.behindSeen = true;
+    // A CHECKPOINT for the stable seq that arrives after the certificate is complete (the slowest
+    // or a lying voter's) can still be judged: the stable digest is certified by 2f+1, so one
+    // that differs is a provable lie, shown however late the liar sends it. Older ones are
+    // dropped: nothing is kept to judge them against.
+    if (body.seq === this.stable.seq && body.replica !== this.id) {
+      if (!bytesEqual(body.stateDigest, this.stable.stateDigest))
+        this.rejectBody(body, 'checkpoint-state-mismatch');
+      return;
+    }
     if (body.seq <= this.stable.seq) return;
     if (body.seq % this.config.checkpointInterval !== 0)
       return this.rejectBody(body, 'checkpoint-not-on-interval');

@@ -166,6 +166,23 @@ describe('checkpoints', () => {
     expect(cluster.storage[1]!.stableCheckpoint?.seq).toBe(K);
   });
 
+  it('a CHECKPOINT for the stable seq that arrives after the certificate is complete is judged against the stable digest', () => {
+    const cluster = new Cluster().start();
+    const K = cluster.config.checkpointInterval;
+    for (let seq = 1; seq <= K; seq++) {
+      cluster.submit(cluster.request(seq % 4));
+      cluster.deliverAll();
+    }
+    expect(cluster.replica(1).stableCheckpointSeq).toBe(K);
+    const stableDigest = cluster.replica(1).stableStateDigest;
+    // The liar (or the slowest voter) speaks last: the lie is still shown, the truth is not.
+    expect(rejections(cluster.step(1, cluster.checkpoint(3, K, sha256(new Uint8Array([6, 6, 6])))))).toEqual([
+      'checkpoint:checkpoint-state-mismatch',
+    ]);
+    expect(rejections(cluster.step(1, cluster.checkpoint(3, K, stableDigest)))).toEqual([]);
+    expect(cluster.replica(1).stableStateDigest).toEqual(stableDigest);
+  });
+
   it('CHECKPOINTs for sequence numbers that are not multiples of K are rejected', () => {
     const cluster = new Cluster().start();
     const ready = cluster.step(1, cluster.checkpoint(0, 3, sha256(new Uint8Array())));
