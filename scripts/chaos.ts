@@ -1,13 +1,15 @@
 /**
  * npm run chaos -- [--replicas 4|7|10] [--seed S] [--duration SECONDS] [--clients N]
- *                  [--faults kill,pause,primary-kill,primary-pause,byzantine,partition,throttle,delay,loss]
+ *                  [--faults kill,pause,primary-kill,primary-pause,byzantine,hostile-client,storage,partition,throttle,delay,loss]
  *                  [--recovery-max SECONDS] [--plot FILE.svg] [--json] [--keep]
  *
  * A real cluster of `pbft node` processes under closed-loop load from N clients (their own
  * process, ACCOUNTS_PER_CONNECTION accounts to a shared ClusterConnection, like a service acting
  * for many accounts), with faults injected on a seeded schedule (see lib/chaos-schedule.ts): kill
  * -9 and restart, SIGSTOP/SIGCONT pauses longer than the view-change timeout, the same two aimed
- * at the primary of the moment (primary-kill, primary-pause), f replicas restarted as liars, and,
+ * at the primary of the moment (primary-kill, primary-pause), f replicas restarted as liars, a
+ * killed replica restarted on damaged storage (storage: bytes flipped in its write-ahead log, the
+ * log cut short, or data/ deleted; lib/chaos-storage.ts), and,
  * when each replica can live in its own network namespace, partitions, throttled links, loss
  * (nftables) and delay (tc netem).
  *
@@ -20,7 +22,10 @@
  *     --recovery-max seconds of that start (default: 3 base view-change timeouts, the project's
  *     target, plus the median latency of the 10 s before the fault, which a transfer sent then
  *     would have taken without it), and throughput in the 10 s after that is at least half of the
- *     10 s before.
+ *     10 s before;
+ *   - after a storage fault, the restarted replica said it found the damage, started recovering,
+ *     and recovered (its log's `recovered`) within --recovery-max seconds of the restart; the next
+ *     fault waits for that, since a recovering replica is one of the f.
  * With --plot it also writes a timeline (lib/plot.ts): committed transfers per second and p99
  * latency, every fault shaded from injection to healing and labelled with its class and targets,
  * and a dashed line where a new view settled (from the replicas' status, polled all through the load).
@@ -29,7 +34,7 @@
  * injected on this machine (nothing was tested), 64 for bad arguments.
  */
 import { randomInt } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -61,6 +66,14 @@ import {
   THROUGHPUT_WINDOW_MS,
   unavailableReason,
 } from './lib/chaos-schedule.ts';
+import {
+  type DamageReport,
+  damageStorage,
+  describeDamage,
+  type RecoveryReading,
+  readRecovery,
+  storageProblems,
+} from './lib/chaos-storage.ts';
 import { HostileClient } from './lib/hostile-client.ts';
 import { clockMs, type LoadClientTotals, type LoadDriver, startLoadProcess } from './lib/load-generator.ts';
 import { type NetnsSupport, probeNetns, ReplicaNetwork } from './lib/netns.ts';
@@ -111,6 +124,13 @@ const AUDIT_CONCURRENCY = 16;
 /** With --plot, every replica's view is read this often, each read giving up after the timeout. */
 const VIEW_POLL_MS = 250;
 const VIEW_POLL_TIMEOUT_MS = 500;
+/**
+ * A replica restarted on damaged storage that has not started recovering this long after its
+ * restart never noticed the damage: the runner stops waiting for its recovery.
+ */
+const STORAGE_DETECT_MS = 15_000;
+/** How often the runner reads a recovering replica's log. */
+const STORAGE_POLL_MS = 200;
 
 function usage(message: string): never {
   console.error(`pbft chaos: ${message}`);
@@ -264,6 +284,14 @@ interface EpisodeRecord {
   recoveryMeasuredFrom: 'start' | 'heal';
   /** For 'loss': packets the nftables rules dropped, summed over the targets (evidence that it bit). */
   droppedPackets?: number;
+  /** For 'storage': the damage done, what the replica said about it, and when it had recovered. */
+  storage?: {
+    damage: string;
+    detected: RecoveryReading['reason'];
+    line: string | null;
+    /** From its restart to its `recovered` (null: not within the bound). */
+    recoveredAfterMs: number | null;
+  };
   problems: string[];
 }
 
@@ -506,6 +534,9 @@ async function main(): Promise<number> {
       : healRecoveryMaxMs;
     // Once the fault has failed its check, waiting on for every client would only prolong a failed run.
     const everyClient = waitForEveryClient(healedAtMs, everyClientBoundMs, () => record.problems.length > 0);
+    // A recovering replica is one of the f: the next fault waits until it has recovered.
+    const storageWatch =
+      episode.fault === 'storage' ? watchStorageRecovery(running, targets[0]!, healRecoveryMaxMs) : null;
     if (primaryFault) {
       // Wait past the bound if need be, so that a slow recovery is still measured and reported.
       const horizonMs = Math.max(primaryRecoveryMaxMs, everyClientBoundMs);
@@ -537,6 +568,23 @@ async function main(): Promise<number> {
       }
     }
     record.recoveryMs = await everyClient;
+    if (storageWatch !== null) {
+      const id = targets[0]!;
+      const report = damages.get(id)!;
+      const outcome = await storageWatch;
+      record.storage = {
+        damage: describeDamage(report),
+        detected: outcome.reading.reason,
+        line: outcome.reading.line,
+        recoveredAfterMs: outcome.recoveredAfterMs === null ? null : Math.round(outcome.recoveredAfterMs),
+      };
+      record.problems.push(...storageProblems(label, id, report, { ...outcome, boundMs: healRecoveryMaxMs }));
+      say(
+        outcome.recoveredAfterMs === null
+          ? `chaos: #${episode.index}: replica ${id} (${describeDamage(report)}): ${outcome.reading.reason === null ? 'did NOT notice the damage' : `found it (${outcome.reading.reason}) but did not recover`}`
+          : `chaos: #${episode.index}: replica ${id} (${describeDamage(report)}) found it (${outcome.reading.reason}) and recovered ${Math.round(outcome.recoveredAfterMs)} ms after its restart`,
+      );
+    }
     if (record.recoveryMs === null && record.problems.length === 0) {
       record.problems.push(
         `committing did not resume for every client within ${everyClientBoundMs} ms of healing fault #${episode.index}`,
@@ -686,6 +734,9 @@ async function main(): Promise<number> {
     viewChangeTimeoutMs,
     faultsInjected: episodes.length,
     faultsByClass: injected,
+    /** 'storage' episodes, and those whose replica found the damage and recovered. */
+    storageFaults: episodes.filter((episode) => episode.storage !== undefined).length,
+    storageRecoveries: episodes.filter((episode) => episode.storage?.recoveredAfterMs != null).length,
     skipped,
     acknowledged: audit.acknowledged,
     unknownOutcome: audit.unknown,
@@ -722,6 +773,8 @@ async function main(): Promise<number> {
     `transfers           ${audit.acknowledged} acknowledged (${summary.txPerSec} tx/s), ${audit.unknown} unknown outcome, ${audit.executed} executed`,
   );
   say(`lost / duplicated   ${audit.lost} / ${audit.duplicated}`);
+  if (summary.storageFaults > 0)
+    say(`storage faults      ${summary.storageFaults}, recovered ${summary.storageRecoveries}`);
   say(
     `replicas agree      ${audit.problems.length === 0 ? 'yes' : 'NO'} (checked ${audited.join(', ')}${behind.length > 0 ? `; ${behind.map((r) => r.id).join(', ')} behind` : ''}; final view ${finalView})`,
   );
@@ -740,7 +793,10 @@ async function main(): Promise<number> {
         `first commit ${episode.recoveryFromStartMs ?? '-'} ms after the start` +
         (isPrimaryFault(episode.fault) ? ` (bound ${episode.recoveryBoundMs} ms)` : '') +
         `; ${throughput}` +
-        (episode.droppedPackets === undefined ? '' : `; ${episode.droppedPackets} packets dropped`),
+        (episode.droppedPackets === undefined ? '' : `; ${episode.droppedPackets} packets dropped`) +
+        (episode.storage === undefined
+          ? ''
+          : `; ${episode.storage.damage}: ${episode.storage.detected ?? 'NOT noticed'}, recovered ${episode.storage.recoveredAfterMs ?? '-'} ms after the restart`),
     );
   }
   for (const problem of problems) say(`PROBLEM: ${problem}`);
@@ -793,6 +849,32 @@ function faultInterval(episode: EpisodeRecord, times: EpisodeTimes, originMs: nu
 
 /** The hostile client of the 'hostile-client' episode under way. */
 let hostile: HostileClient | null = null;
+/** Per replica, the damage its storage took in the 'storage' episode under way. */
+const damages = new Map<number, DamageReport>();
+/** Per replica restarted by a 'storage' episode, where its log stood at the restart. */
+const logOffsets = new Map<number, number>();
+
+/**
+ * Read the log a replica restarted on damaged storage wrote since its restart until it says
+ * `recovered` (or the bound passes, or it has not started recovering STORAGE_DETECT_MS in).
+ */
+async function watchStorageRecovery(
+  running: ProcessCluster,
+  id: number,
+  boundMs: number,
+): Promise<{ reading: RecoveryReading; recoveredAfterMs: number | null }> {
+  const replica = running.replicas[id]!;
+  const restartedAtMs = clockMs();
+  for (;;) {
+    const log = await readFile(replica.logPath).catch(() => Buffer.alloc(0));
+    const reading = readRecovery(log.subarray(logOffsets.get(id) ?? 0).toString('utf8'));
+    const elapsedMs = clockMs() - restartedAtMs;
+    if (reading.recovered) return { reading, recoveredAfterMs: elapsedMs };
+    if (elapsedMs > boundMs || (!reading.started && elapsedMs > STORAGE_DETECT_MS))
+      return { reading, recoveredAfterMs: null };
+    await sleep(STORAGE_POLL_MS);
+  }
+}
 
 async function inject(running: ProcessCluster, episode: FaultEpisode, targets: number[]): Promise<void> {
   if (episode.fault === 'hostile-client') {
@@ -814,6 +896,10 @@ async function inject(running: ProcessCluster, episode: FaultEpisode, targets: n
       case 'byzantine':
         await replica.kill9();
         replica.start(['--byzantine', episode.behaviour!]);
+        break;
+      case 'storage':
+        await replica.kill9();
+        damages.set(id, await damageStorage(replica.home, episode.damage!));
         break;
       default:
         network!.inject(id, episode.fault);
@@ -843,6 +929,10 @@ async function heal(running: ProcessCluster, episode: FaultEpisode, targets: num
         break;
       case 'byzantine':
         await replica.kill9();
+        replica.start();
+        break;
+      case 'storage':
+        logOffsets.set(id, (await stat(replica.logPath).catch(() => ({ size: 0 }))).size);
         replica.start();
         break;
       default:

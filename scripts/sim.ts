@@ -61,6 +61,9 @@ let viewChanges = 0;
 let crashes = 0;
 let partitions = 0;
 let stateTransfers = 0;
+let storageFaults = 0;
+let recoveries = 0;
+const recoveryNudgedSeeds: number[] = [];
 const lagging: number[] = [];
 let safetyFailure = false;
 for (let seed = firstSeed; seed < firstSeed + seeds; seed++) {
@@ -71,6 +74,9 @@ for (let seed = firstSeed; seed < firstSeed + seeds; seed++) {
   crashes += result.crashes;
   partitions += result.partitions;
   stateTransfers += result.stateTransfers;
+  storageFaults += result.storageFaults;
+  recoveries += result.recoveries;
+  if (result.recoveryNudges > 0) recoveryNudgedSeeds.push(seed);
   if (result.laggards !== null) {
     lagging.push(seed);
     if (!json) console.log(`seed ${seed}: correct replicas did not converge: ${result.laggards}`);
@@ -96,6 +102,14 @@ const summary = {
   crashes,
   partitions,
   stateTransfers,
+  /** Storage faults injected (--storage-faults, --sweep, --crash …:KIND), and recoveries completed. */
+  storageFaults,
+  recoveries,
+  /**
+   * Seeds whose clients were done while a recovery stalled in the idle cluster: the simulator resumed
+   * the load until it recovered (a known limit; see nudgeStalledRecovery).
+   */
+  recoveryNudgedSeeds,
   /** Seeds that ended with every client done but correct replicas at different points (liveness failures). */
   laggingSeeds: lagging,
   elapsedMs,
@@ -106,6 +120,11 @@ if (json) {
   console.log(
     `${seeds} seeds, ${summary.violations} violations, ${committed} requests committed, ${viewChanges} view changes, ` +
       `${crashes} crashes, ${partitions} partitions, ${stateTransfers} state transfers, ` +
+      `${storageFaults} storage faults, ${recoveries} recoveries completed` +
+      (recoveryNudgedSeeds.length > 0
+        ? ` (the load resumed for a recovery stalled in an idle cluster on seeds ${recoveryNudgedSeeds.join(', ')})`
+        : '') +
+      ', ' +
       `${lagging.length} seeds with a correct replica left behind, ${(elapsedMs / 1000).toFixed(1)} s`,
   );
 }

@@ -8,9 +8,13 @@
  * 'kill' and 'pause' hit one to f replicas, the primary half the time; 'primary-kill' and
  * 'primary-pause' always hit exactly the primary of the moment, to measure how fast a view change
  * brings committing back. 'hostile-client' targets no replica: a client attacks (hostile-client.ts).
+ * 'storage' kills one replica, damages its LevelDB directory (chaos-storage.ts) and restarts it:
+ * a replica recovering from lost storage is one of the f faults until it has recovered, so it hits
+ * exactly one replica, and the runner waits for that recovery before the next episode starts.
  */
 import { BYZANTINE_BEHAVIOURS, type ByzantineBehaviour } from '../../src/byzantine/strategies.ts';
 import { Random } from '../../src/util/random.ts';
+import { drawDamage, type StorageDamage } from './chaos-storage.ts';
 import type { NetnsCapability, NetnsSupport } from './netns.ts';
 
 export const FAULT_CLASSES = [
@@ -20,6 +24,7 @@ export const FAULT_CLASSES = [
   'primary-pause',
   'byzantine',
   'hostile-client',
+  'storage',
   'partition',
   'throttle',
   'delay',
@@ -76,6 +81,8 @@ export interface FaultEpisode {
   targets: FaultTarget[];
   /** For 'byzantine': what the targets do while they lie. */
   behaviour?: ByzantineBehaviour;
+  /** For 'storage': what is done to the stopped replica's data directory. */
+  damage?: StorageDamage;
 }
 
 export interface ScheduleOptions {
@@ -136,9 +143,10 @@ export function generateSchedule(options: ScheduleOptions): FaultEpisode[] {
             ? []
             : isPrimaryFault(fault)
               ? ['primary']
-              : targetsOf(random, options.replicas, f),
+              : targetsOf(random, options.replicas, fault === 'storage' ? 1 : f),
     };
     if (fault === 'byzantine') episode.behaviour = random.pick(BYZANTINE_BEHAVIOURS);
+    if (fault === 'storage') episode.damage = drawDamage(random);
     episodes.push(episode);
     elapsedMs += episodeSpanMs(episode);
   }
@@ -157,6 +165,7 @@ function durationOf(fault: FaultClass, random: Random, viewChangeTimeoutMs: numb
   const between = ([low, high]: readonly [number, number]): number => random.int(low, high);
   switch (fault) {
     case 'kill':
+    case 'storage':
       return between(KILL_DOWN_MS);
     // A killed primary stays down as long as a paused one stays stopped: long enough that the
     // backups' timers expire and they change views without it, short enough that it sometimes
@@ -205,7 +214,12 @@ export function describeEpisode(episode: FaultEpisode): string {
   const targets = episode.targets.map((target) =>
     target === 'primary' ? 'the primary' : `replica ${target}`,
   );
-  const what = episode.fault === 'byzantine' ? `byzantine (${episode.behaviour})` : episode.fault;
+  const what =
+    episode.fault === 'byzantine'
+      ? `byzantine (${episode.behaviour})`
+      : episode.fault === 'storage'
+        ? `storage (${episode.damage})`
+        : episode.fault;
   const on = targets.length === 0 ? 'the client protocol' : targets.join(' and ');
   return `#${episode.index} ${what} on ${on} for ${episode.durationMs} ms`;
 }

@@ -11,7 +11,7 @@ import {
   isByzantineBehaviour,
 } from '../../src/byzantine/strategies.ts';
 import { DEFAULT_CLUSTER_PROTOCOL } from '../../src/node/cluster-config.ts';
-import type { SimulationOptions } from '../../src/sim/simulation.ts';
+import { isStorageFaultKind, type SimulatedCrash, type SimulationOptions } from '../../src/sim/simulation.ts';
 import { Random } from '../../src/util/random.ts';
 import { parseIntegerAtLeast } from './options.ts';
 
@@ -24,7 +24,14 @@ export const SHIPPED_DEFAULTS_RUN = {
   crashes: [{ replica: 0, atMs: 400, downMs: 4_000 }],
 } as const satisfies Partial<SimulationOptions>;
 
-export type ScriptedCrash = { replica: number; atMs: number; downMs: number };
+export type ScriptedCrash = SimulatedCrash;
+
+/**
+ * The share of sweep seeds that run storage faults. Such a seed gives up one liar for them: a
+ * replica recovering from a storage fault is one of the f faults until it has recovered, so with f
+ * liars the model leaves no room for one (the simulator's scheduleStorageFaults says why).
+ */
+export const SWEEP_STORAGE_FAULT_SHARE = 0.25;
 
 /**
  * The liars of sweep seed `seed` (--sweep): f replicas, rotated through behaviour × role so that
@@ -55,9 +62,33 @@ export function sweepLiars(
   };
 }
 
-/** One sweep run: the simulator's default faults and load, with the sweep's liars. */
+/** Whether sweep seed `seed` runs storage faults (a draw of its own, apart from the liars' draws). */
+export function sweepStorageFaultSeed(seed: number): boolean {
+  return new Random(seed).fork().chance(SWEEP_STORAGE_FAULT_SHARE);
+}
+
+/**
+ * What the sweep draws for seed `seed` besides the simulator's defaults: its liars, and on a share
+ * of seeds storage faults with one liar fewer (the rotated liar stays when f > 1, so the rotation's
+ * coverage thins only at n = 4, where such a seed has no liar; the simulator then draws the empty
+ * set of liars itself, as `--byzantine 0` replays it).
+ */
+export function sweepChoices(seed: number, replicas: number): Omit<SimulationOptions, 'seed' | 'replicas'> {
+  const liars = sweepLiars(seed, replicas);
+  if (!sweepStorageFaultSeed(seed)) return liars;
+  const kept = liars.byzantine - 1;
+  if (kept === 0) return { byzantine: 0, storageFaults: true };
+  return {
+    byzantine: kept,
+    byzantineReplicas: liars.byzantineReplicas.slice(0, kept),
+    liarBehaviours: liars.liarBehaviours.slice(0, kept),
+    storageFaults: true,
+  };
+}
+
+/** One sweep run: the simulator's default faults and load, with the sweep's liars and storage faults. */
 export function sweepRun(seed: number, replicas: number): SimulationOptions {
-  return { seed, replicas, ...sweepLiars(seed, replicas) };
+  return { seed, replicas, ...sweepChoices(seed, replicas) };
 }
 
 export class SimUsageError extends Error {
@@ -69,7 +100,7 @@ export interface SimCommand {
   seeds: number;
   /** Absent: the script draws one at random (and prints it). */
   firstSeed?: number;
-  /** Liars per seed as the CI sweeps draw them (sweepLiars) instead of the simulator's draw. */
+  /** Liars and storage faults per seed as the CI sweeps draw them (sweepChoices). */
   sweep: boolean;
   json: boolean;
   help: boolean;
@@ -79,7 +110,8 @@ export interface SimCommand {
 
 export const SIM_USAGE =
   'usage: npm run sim -- --seeds N [--first-seed S] [--replicas 4|7|10] [--byzantine K] [--behaviour NAME]...\n' +
-  '       [--liars ID[:BEHAVIOUR],...] [--liars-honest] [--sweep] [--no-faults] [--crash REPLICA@MS+DOWNMS]...\n' +
+  '       [--liars ID[:BEHAVIOUR],...] [--liars-honest] [--sweep] [--no-faults] [--storage-faults]\n' +
+  '       [--crash REPLICA@MS+DOWNMS[:lost|corrupted|rolled-back]]...\n' +
   '       [--crypto simulated|ed25519] [--clients N] [--requests N] [--safety-ms MS] [--liveness-ms MS]\n' +
   '       [--shipped-defaults] [--json]';
 
@@ -127,6 +159,7 @@ export function parseSimArgs(args: readonly string[]): SimCommand {
     ...(liars?.behaviours !== undefined ? { liarBehaviours: liars.behaviours } : {}),
     ...(values['liars-honest'] ? { liarsHonest: true } : {}),
     ...(values['no-faults'] ? { faults: false } : {}),
+    ...(values['storage-faults'] ? { storageFaults: true } : {}),
     ...(crashes.length > 0 ? { crashes } : {}),
   };
   const clients = integer('clients', 1);
@@ -150,7 +183,7 @@ export function parseSimArgs(args: readonly string[]): SimCommand {
 
 /** The options of one seed of a parsed command. */
 export function runOptions(command: SimCommand, seed: number): SimulationOptions {
-  const sweep = command.sweep ? sweepLiars(seed, command.base.replicas) : {};
+  const sweep = command.sweep ? sweepChoices(seed, command.base.replicas) : {};
   return { ...command.base, ...sweep, seed };
 }
 
@@ -167,6 +200,7 @@ function parse(args: readonly string[]) {
       'liars-honest': { type: 'boolean' },
       sweep: { type: 'boolean' },
       'no-faults': { type: 'boolean' },
+      'storage-faults': { type: 'boolean' },
       crash: { type: 'string', multiple: true },
       crypto: { type: 'string', default: 'simulated' },
       clients: { type: 'string' },
@@ -211,16 +245,27 @@ function parseLiars(
 }
 
 function parseCrash(value: string, replicas: number): ScriptedCrash {
-  const match = /^(\d+)@(\d+)\+(\d+)$/.exec(value);
-  if (match === null || Number(match[1]) >= replicas)
+  const match = /^(\d+)@(\d+)\+(\d+)(?::([a-z-]+))?$/.exec(value);
+  const storage = match?.[4];
+  if (
+    match === null ||
+    Number(match[1]) >= replicas ||
+    (storage !== undefined && !isStorageFaultKind(storage))
+  )
     throw new SimUsageError(
-      `--crash takes REPLICA@MS+DOWNMS with a replica below ${replicas}, got "${value}"`,
+      `--crash takes REPLICA@MS+DOWNMS[:lost|corrupted|rolled-back] with a replica below ${replicas}, got "${value}"`,
     );
-  return { replica: Number(match[1]), atMs: Number(match[2]), downMs: Number(match[3]) };
+  const crash: ScriptedCrash = {
+    replica: Number(match[1]),
+    atMs: Number(match[2]),
+    downMs: Number(match[3]),
+  };
+  if (storage !== undefined && isStorageFaultKind(storage)) crash.storage = storage;
+  return crash;
 }
 
 function crashFlag(crash: ScriptedCrash): string {
-  return `${crash.replica}@${crash.atMs}+${crash.downMs}`;
+  return `${crash.replica}@${crash.atMs}+${crash.downMs}${crash.storage === undefined ? '' : `:${crash.storage}`}`;
 }
 
 /**
@@ -234,8 +279,14 @@ export function replayCommand(options: SimulationOptions): string {
     throw new RangeError(
       'replayCommand: only the shipped protocol settings have a flag (--shipped-defaults)',
     );
-  if (options.onPersist !== undefined || options.frameSizeMaxBytes !== undefined)
-    throw new RangeError('replayCommand: onPersist and frameSizeMaxBytes have no flag');
+  if (
+    options.onPersist !== undefined ||
+    options.frameSizeMaxBytes !== undefined ||
+    options.trace !== undefined
+  )
+    throw new RangeError('replayCommand: onPersist, trace and frameSizeMaxBytes have no flag');
+  if (options.recoverFromStorageFaults === false)
+    throw new RangeError('replayCommand: restarting without recovery after a storage fault has no flag');
   if ((options.largeOperationShare ?? 0) !== (base.largeOperationShare ?? 0))
     throw new RangeError('replayCommand: largeOperationShare has a flag only as part of --shipped-defaults');
   if (
@@ -262,6 +313,7 @@ export function replayCommand(options: SimulationOptions): string {
   }
   if (options.liarsHonest) flags.push('--liars-honest');
   if (options.faults === false) flags.push('--no-faults');
+  if (options.storageFaults === true) flags.push('--storage-faults');
   const crashes = options.crashes ?? [];
   if (crashes.map(crashFlag).join() !== (base.crashes ?? []).map(crashFlag).join()) {
     if (crashes.length === 0) throw new RangeError('replayCommand: no flag removes the shipped crash');

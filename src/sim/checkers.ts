@@ -3,6 +3,7 @@
  * clients accept, and record a violation the moment an invariant breaks.
  */
 import { decodeOperation, decodeResult } from '../ledger/operations.ts';
+import type { Message } from '../protocol/messages.ts';
 import type { ExecutedBatch } from '../protocol/replica.ts';
 import { bytesEqual, toHex } from '../util/bytes.ts';
 
@@ -19,6 +20,13 @@ export type ViolationKind =
   | 'liveness'
   /** A correct replica built a frame the transport would drop. */
   | 'frame-size'
+  /**
+   * A correct replica signed two different things for one slot: PRE-PREPAREs, PREPAREs or COMMITs
+   * with different digests for one (view, seq), or CHECKPOINTs with different state digests for one
+   * seq. It persists what it signs before sending it, so only one that forgot (a storage fault
+   * restarted without recovering) can.
+   */
+  | 'equivocation'
   | 'replica-crash';
 
 export interface Violation {
@@ -53,6 +61,11 @@ export class InvariantCheckers {
   private readonly seenBy = new Map<string, number>();
   /** query id → what correct replicas answered it, and how far each had executed. */
   private readonly answersTo = new Map<number, Array<{ result: Uint8Array; lastExecuted: number }>>();
+
+  /** Per correct replica: `type:view:seq` (CHECKPOINTs: `checkpoint:seq`) → the digest it signed there. */
+  private readonly signedBy = new Map<number, Map<string, string>>();
+  /** `replica|slot` already reported: a retransmitted equivocation is one violation. */
+  private readonly equivocated = new Set<string>();
 
   /** The genesis total supply, which no execution may change. */
   private readonly supply: number;
@@ -169,6 +182,26 @@ export class InvariantCheckers {
     for (const [key, seq] of executedHere) if (seq > restoredSeq) executedHere.delete(key);
   }
 
+  /** A correct replica sent `message`: what it signed itself must never contradict what it signed before. */
+  onSigned(replica: number, message: Message): void {
+    let signed = this.signedBy.get(replica);
+    if (signed === undefined) {
+      signed = new Map();
+      this.signedBy.set(replica, signed);
+    }
+    for (const { slot, digest } of ownSlots(replica, message)) {
+      const before = signed.get(slot);
+      if (before === undefined) signed.set(slot, digest);
+      else if (before !== digest && !this.equivocated.has(`${replica}|${slot}`)) {
+        this.equivocated.add(`${replica}|${slot}`);
+        this.violate(
+          'equivocation',
+          `replica ${replica} signed ${slot} for ${digest.slice(0, 12)} after signing it for ${before.slice(0, 12)}`,
+        );
+      }
+    }
+  }
+
   /** A correct replica took a checkpoint. */
   onCheckpoint(replica: number, seq: number, stateDigest: Uint8Array): void {
     const digest = toHex(stateDigest);
@@ -230,5 +263,30 @@ export class InvariantCheckers {
 
   get highestAgreedSeq(): number {
     return Math.max(0, ...this.batchAtSeq.keys());
+  }
+}
+
+/** The slots a message signed by `replica` itself speaks for, with the digest it gives each. */
+function ownSlots(replica: number, message: Message): Array<{ slot: string; digest: string }> {
+  const vote = (type: string, body: { view: number; seq: number; digest: Uint8Array; replica: number }) =>
+    body.replica === replica
+      ? [{ slot: `${type}:${body.view}:${body.seq}`, digest: toHex(body.digest) }]
+      : [];
+  switch (message.type) {
+    case 'pre-prepare':
+      return vote('pre-prepare', message.prePrepare.body);
+    case 'prepare':
+      return vote('prepare', message.prepare.body);
+    case 'commit':
+      return vote('commit', message.commit.body);
+    case 'checkpoint': {
+      const { seq, stateDigest, replica: signer } = message.checkpoint.body;
+      return signer === replica ? [{ slot: `checkpoint:${seq}`, digest: toHex(stateDigest) }] : [];
+    }
+    case 'new-view':
+      if (message.newView.body.replica !== replica) return [];
+      return message.newView.body.prePrepares.flatMap((prePrepare) => vote('pre-prepare', prePrepare.body));
+    default:
+      return [];
   }
 }

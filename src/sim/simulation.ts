@@ -38,6 +38,7 @@ import {
   applyPersistOps,
   type DurableState,
   emptyDurableState,
+  logMessageBody,
   type PersistOp,
 } from '../protocol/durable.ts';
 import {
@@ -49,7 +50,7 @@ import {
   type Signed,
   signBody,
 } from '../protocol/messages.ts';
-import { type Ready, Replica } from '../protocol/replica.ts';
+import { type Ready, Replica, type ReplicaEvent } from '../protocol/replica.ts';
 import { type VerifiedSignatureCache, verifyMessageSignatures } from '../protocol/verify.ts';
 import { InvariantError } from '../util/assert.ts';
 import { bytesEqual, toHex } from '../util/bytes.ts';
@@ -75,6 +76,51 @@ export const SIMULATION_PROTOCOL: Omit<ProtocolConfig, 'replicaCount'> = {
   pendingRequestsMax: 1000,
   clientTableMax: 1000,
 };
+
+/**
+ * What a storage fault does to a crashed replica's memory storage, as the real node would meet it on
+ * its disk: `lost` (its data directory deleted, or the tail of its write-ahead log truncated),
+ * `corrupted` (a flipped byte in one record) or `rolled-back` (an operator restored an older copy of
+ * it, taken earlier in the run).
+ */
+export const STORAGE_FAULT_KINDS = ['lost', 'corrupted', 'rolled-back'] as const;
+export type StorageFaultKind = (typeof STORAGE_FAULT_KINDS)[number];
+
+export function isStorageFaultKind(name: string): name is StorageFaultKind {
+  return (STORAGE_FAULT_KINDS as readonly string[]).includes(name);
+}
+
+/** A crash; with `storage`, the replica's storage is damaged while it is down. */
+export interface SimulatedCrash {
+  replica: number;
+  atMs: number;
+  downMs: number;
+  storage?: StorageFaultKind;
+}
+
+/** One storage fault: what was damaged, and what the replica did about it when it restarted. */
+export interface StorageFaultRecord {
+  replica: number;
+  kind: StorageFaultKind;
+  /** When the storage was damaged (the crash), and when the restarted replica found out (null: never restarted). */
+  atMs: number;
+  detectedAtMs: number | null;
+  /** What the damage was, in the words of the node that finds it. */
+  detail: string;
+  /** The replica restarted empty and recovering (false only with `recoverFromStorageFaults: false`). */
+  recovering: boolean;
+  /** When it had recovered (its `recovered` event), null if it had not by the end of the run. */
+  recoveredAtMs: number | null;
+}
+
+/** What a `trace` hook sees, in the order it happens. */
+export type SimTraceEntry =
+  /** A message a replica's core sent (a liar's strategy may then send something else instead). */
+  | { type: 'sent'; atMs: number; replica: number; message: Message }
+  | { type: 'replica-event'; atMs: number; replica: number; event: ReplicaEvent }
+  | { type: 'crash'; atMs: number; replica: number }
+  | { type: 'restart'; atMs: number; replica: number; recovering: boolean }
+  | { type: 'storage-fault'; atMs: number; fault: StorageFaultRecord };
 
 export interface SimulationOptions {
   seed: number;
@@ -113,8 +159,26 @@ export interface SimulationOptions {
    * streams) but run their honest cores, so a test can tell what the lie alone changed.
    */
   liarsHonest?: boolean;
-  /** Scripted crashes of correct replicas, in addition to any random ones. */
-  crashes?: ReadonlyArray<{ replica: number; atMs: number; downMs: number }>;
+  /**
+   * Scripted crashes of correct replicas, in addition to any random ones; one with `storage` damages
+   * the replica's storage while it is down (it counts against the same budget as random storage
+   * faults: see scheduleStorageFaults).
+   */
+  crashes?: ReadonlyArray<SimulatedCrash>;
+  /**
+   * Random storage faults in the safety phase (default false; needs `faults`): a crashed correct
+   * replica's storage is lost, corrupted or rolled back, and it restarts empty and recovering. Only
+   * while the model allows it: liars plus recovering replicas stay at most f (scheduleStorageFaults).
+   */
+  storageFaults?: boolean;
+  /**
+   * How a replica restarts after a storage fault (default true): as the real node does, with the
+   * damaged data set aside, empty storage and `recovering`. Only tests turn it off: a replica
+   * restarted from its damaged storage as if nothing happened (amnesia) must be caught by the checkers.
+   */
+  recoverFromStorageFaults?: boolean;
+  /** Observe sends, replica events, crashes, restarts and storage faults (tests). */
+  trace?: (entry: SimTraceEntry) => void;
   /** Real ed25519, or keyed-hash stand-ins for fast sweeps (default 'simulated'). */
   crypto?: SimulationCrypto;
   /** Observe every replica's persist operations (storage conformance tests replay them). */
@@ -146,6 +210,16 @@ export interface SimulationResult {
   crashes: number;
   partitions: number;
   stateTransfers: number;
+  /** Storage faults injected (each also a crash), and what became of each. */
+  storageFaults: number;
+  /** Recoveries completed: `recovered` events of correct replicas. */
+  recoveries: number;
+  /**
+   * Times the liveness phase found its clients done and a recovering replica's recovery stalled in
+   * the idle cluster, and resumed the load until it recovered (a known limit: see nudgeStalledRecovery).
+   */
+  recoveryNudges: number;
+  storageFaultLog: StorageFaultRecord[];
   messagesSent: number;
   messagesDropped: number;
   /**
@@ -215,6 +289,14 @@ const CLIENT_THINK_MAX_MS = 300;
 /** How long a client waits for 2f+1 matching query answers before it orders the read instead. */
 const QUERY_TIMEOUT_MS = 400;
 const VERIFIED_CACHE_MAX = 200_000;
+/**
+ * With the clients done and a replica recovering, this many of the longest view-change timeout
+ * (viewChangeTimeoutMaxTicks) without any correct replica executing is a stalled recovery (an idle
+ * primary pads every retransmission interval, and a view change in progress has had time to end);
+ * the load then resumes until it has recovered (nudgeStalledRecovery).
+ */
+const RECOVERY_STALL_TIMEOUTS = 2;
+const RECOVERY_LOAD_WINDOWS = 8;
 
 type SimEvent =
   | { type: 'deliver'; from: NodeId; to: NodeId; bytes: Uint8Array }
@@ -222,8 +304,10 @@ type SimEvent =
   | { type: 'client-send'; client: number }
   | { type: 'client-timeout'; client: number; t: number }
   | { type: 'query-timeout'; client: number; id: number }
-  | { type: 'crash'; replica: number }
+  | { type: 'crash'; replica: number; storage?: StorageFaultKind }
   | { type: 'restart'; replica: number }
+  /** An operator's copy of the replica's storage, restored by a later `rolled-back` fault. */
+  | { type: 'backup'; replica: number }
   | { type: 'partition' }
   | { type: 'heal-partition' }
   | { type: 'liveness-phase' };
@@ -237,6 +321,10 @@ interface SimReplica {
   storage: DurableState;
   strategy: ByzantineStrategy | null;
   random: Random;
+  /** The latest operator's copy of its storage (for `rolled-back` faults). */
+  backup: { atMs: number; storage: DurableState } | null;
+  /** Damage done to its storage while it was down (one fault or more): found at the next restart. */
+  damaged: StorageFaultRecord[];
 }
 
 interface SimClient {
@@ -293,6 +381,37 @@ function signerOf(message: Message): number | undefined {
   }
 }
 
+/** What a replica's storage holds, for the storage fault log. */
+function describeStorage(storage: DurableState): string {
+  const stable = storage.stableCheckpoint?.seq ?? 0;
+  return `view ${storage.view}, stable checkpoint ${stable}, ${storage.log.length} log records, ${storage.prepared.length} prepared`;
+}
+
+/** The records of a storage a flipped byte can hit, each with what skipping it leaves. */
+function storageRecords(storage: DurableState): Array<{ name: string; drop: () => void }> {
+  const records: Array<{ name: string; drop: () => void }> = [];
+  if (storage.stableCheckpoint !== null)
+    records.push({ name: 'the stable checkpoint', drop: () => (storage.stableCheckpoint = null) });
+  if (storage.ownViewChange !== null)
+    records.push({ name: 'its own VIEW-CHANGE', drop: () => (storage.ownViewChange = null) });
+  if (storage.newView !== null) records.push({ name: 'the NEW-VIEW', drop: () => (storage.newView = null) });
+  for (const slot of storage.prepared) {
+    const seq = slot.certificate.prePrepare.body.seq;
+    records.push({
+      name: `the prepared certificate at seq ${seq}`,
+      drop: () => storage.prepared.splice(storage.prepared.indexOf(slot), 1),
+    });
+  }
+  for (const [index, message] of storage.log.entries()) {
+    const { view, seq, replica } = logMessageBody(message);
+    records.push({
+      name: `log record ${index + 1} of ${storage.log.length} (${message.type.toUpperCase()} v${view} s${seq} of replica ${replica})`,
+      drop: () => storage.log.splice(storage.log.indexOf(message), 1),
+    });
+  }
+  return records;
+}
+
 function slotKey(body: { view: number; seq: number; digest: Uint8Array }): string {
   return `${body.view}:${body.seq}:${toHex(body.digest)}`;
 }
@@ -325,13 +444,15 @@ class Simulation {
       | 'protocol'
       | 'liarsHonest'
       | 'clientVotes'
+      | 'trace'
     >
   > & {
     protocol: Partial<Omit<ProtocolConfig, 'replicaCount'>>;
     onPersist?: (replica: number, ops: readonly PersistOp[]) => void;
     behaviours: readonly ByzantineBehaviour[];
     byzantineReplicas?: readonly number[];
-    crashes: ReadonlyArray<{ replica: number; atMs: number; downMs: number }>;
+    crashes: ReadonlyArray<SimulatedCrash>;
+    trace?: (entry: SimTraceEntry) => void;
   };
   /** Matching votes a client needs: f+1 replies, 2f+1 query answers (unless a test lowers them). */
   private readonly votesNeeded: { reply: number; read: number };
@@ -367,6 +488,14 @@ class Simulation {
   private crashes = 0;
   private partitions = 0;
   private stateTransfers = 0;
+  private recoveries = 0;
+  /** Stalled recoveries in the idle cluster, and the load resumed to end them (nudgeStalledRecovery). */
+  private recoveryNudges = 0;
+  private recoveryLoad = false;
+  private recoveryRequests = 0;
+  /** When a correct replica last executed a batch. */
+  private lastExecutedAtMs = 0;
+  private readonly storageFaultLog: StorageFaultRecord[] = [];
   private highestView = 0;
   private largestFrameBytes = 0;
   private oversizedFrames = 0;
@@ -389,6 +518,8 @@ class Simulation {
       protocol: {},
       largeOperationShare: 0,
       frameSizeMaxBytes: FRAME_SIZE_MAX_BYTES,
+      storageFaults: false,
+      recoverFromStorageFaults: true,
       ...options,
     };
     this.scheme = signatureScheme(this.options.crypto);
@@ -471,6 +602,8 @@ class Simulation {
         storage: emptyDurableState(),
         strategy: behaviour === undefined || options.liarsHonest ? null : createStrategy(behaviour),
         random: this.random.fork(),
+        backup: null,
+        damaged: [],
       };
       this.replicas.push(replica);
     });
@@ -485,11 +618,9 @@ class Simulation {
     for (const client of this.clients) {
       this.queue.push(this.clientRandom.int(0, 50), { type: 'client-send', client: client.index });
     }
+    this.scriptedStorageFaultReplicas();
     if (this.options.faults) this.scheduleFaults();
-    for (const { replica, atMs, downMs } of this.options.crashes) {
-      this.queue.push(atMs, { type: 'crash', replica });
-      this.queue.push(atMs + downMs, { type: 'restart', replica });
-    }
+    for (const crash of this.options.crashes) this.scheduleCrash(crash);
     this.queue.push(this.options.safetyPhaseMs, { type: 'liveness-phase' });
     const endMs = this.options.safetyPhaseMs + this.options.livenessPhaseMs;
 
@@ -498,7 +629,9 @@ class Simulation {
       if (next === undefined || next.atMs > endMs) break;
       this.nowMs = next.atMs;
       this.handle(next.event);
-      if (this.inLivenessPhase && this.allClientsDone() && this.correctReplicasAgree()) break;
+      if (!this.inLivenessPhase || !this.allClientsDone()) continue;
+      if (this.correctReplicasAgree() && !this.anyRecovering()) break;
+      this.nudgeStalledRecovery();
     }
     // Clients are satisfied by f+1 replies, so a correct replica left behind (stuck in a view, never
     // caught up) passes the client checks: by the end every correct replica must have executed as
@@ -508,6 +641,15 @@ class Simulation {
       this.checkers.violate(
         'liveness',
         `correct replicas did not converge ${this.options.livenessPhaseMs} ms after healing: ${laggards}`,
+      );
+    }
+    // A recovering replica is live only if the cluster takes it past its bound (an idle one pads):
+    // once every client is done, each must have recovered too.
+    const recovering = this.replicas.filter((r) => this.isCorrect(r) && r.core?.recovering === true);
+    if (this.allClientsDone() && laggards === null && recovering.length > 0) {
+      this.checkers.violate(
+        'liveness',
+        `${recovering.map((r) => `replica ${r.id} (until ${r.core!.recoveryUntilSeq}, stable ${r.core!.stableCheckpointSeq})`).join(', ')} still recovering ${this.options.livenessPhaseMs} ms after healing; replicas ${this.describeReplicas()}`,
       );
     }
     if (!this.allClientsDone()) {
@@ -537,6 +679,10 @@ class Simulation {
       crashes: this.crashes,
       partitions: this.partitions,
       stateTransfers: this.stateTransfers,
+      storageFaults: this.storageFaultLog.length,
+      recoveries: this.recoveries,
+      recoveryNudges: this.recoveryNudges,
+      storageFaultLog: this.storageFaultLog.map((fault) => ({ ...fault })),
       messagesSent: this.network.sent,
       messagesDropped: this.network.dropped,
       largestFrameBytes: this.largestFrameBytes,
@@ -558,7 +704,7 @@ class Simulation {
     return this.replicas
       .map(
         (r) =>
-          `${r.id}${r.strategy ? `(${r.strategy.behaviour})` : ''}:v${r.core?.currentView}/${r.core?.currentStatus}/e${r.core?.lastExecutedSeq}/h${r.core?.lowWatermark}`,
+          `${r.id}${r.strategy ? `(${r.strategy.behaviour})` : ''}:v${r.core?.currentView}/${r.core?.currentStatus}/e${r.core?.lastExecutedSeq}/h${r.core?.lowWatermark}${r.core?.recovering ? '/recovering' : ''}`,
       )
       .join(' ');
   }
@@ -571,6 +717,43 @@ class Simulation {
     if (executed.size !== 1) return false;
     const states = new Set(correct.map((replica) => toHex(sha256(replica.ledger.snapshot()))));
     return states.size === 1;
+  }
+
+  /**
+   * A known limit, met here so that the rest of the run is still checked. An idle cluster passes a
+   * recovering replica's bound only if its primary pads, and it may not: a recovering primary
+   * proposes nothing (not even null requests); a lying one need not pad (it is not replaced while
+   * no request waits); and padding needs 2f+1 voters in the primary's view besides the recovering
+   * replica, which correct replicas left in a view change that an idle cluster never joins do not
+   * give. With no request pending no timer runs, so such a cluster stands still: the replica never
+   * recovers, and one that missed the last batches never executes them. Requests end it (timers
+   * expire, the view changes; each request moves the sequence number on). So once the clients are
+   * done, a replica is recovering and no correct replica executed anything for
+   * RECOVERY_STALL_TIMEOUTS of the longest view-change timeout, the load resumes: client 0 sends
+   * transfer after transfer (RECOVERY_LOAD_WINDOWS watermark windows of them at most) until no
+   * replica is recovering. Each stall is counted in `recoveryNudges`, so a seed that needed it says
+   * so; the run must then converge and every recovering replica recover, as always. A cluster whose
+   * primary is correct and whose voters share its view recovers on its own, by padding.
+   */
+  private nudgeStalledRecovery(): void {
+    const client = this.clients[0];
+    if (client === undefined || !this.anyRecovering()) return;
+    if (!this.recoveryLoad) {
+      const stallMs = RECOVERY_STALL_TIMEOUTS * this.config.viewChangeTimeoutMaxTicks * TICK_MS;
+      if (this.nowMs - this.lastExecutedAtMs < stallMs) return;
+      this.recoveryLoad = true;
+      this.recoveryNudges++;
+    }
+    const idle = client.current === null && client.query === null && client.remaining === 0;
+    if (!idle || this.recoveryRequests >= RECOVERY_LOAD_WINDOWS * this.config.watermarkWindow) return;
+    this.recoveryRequests++;
+    client.remaining++;
+    this.queue.push(this.nowMs, { type: 'client-send', client: client.index });
+  }
+
+  /** Whether a correct replica is still recovering from a storage fault. */
+  private anyRecovering(): boolean {
+    return this.replicas.some((replica) => this.isCorrect(replica) && replica.core?.recovering === true);
   }
 
   private allClientsDone(): boolean {
@@ -604,6 +787,84 @@ class Simulation {
         type: 'heal-partition',
       });
     }
+    // Drawn last, so that the crashes and partitions of a seed are the same with or without them.
+    if (this.options.storageFaults) this.scheduleStorageFaults();
+  }
+
+  /**
+   * Storage faults, within the model. A replica that lost what it signed is faulty until it has
+   * recovered, and docs/protocol.md counts it as one of the f: liars plus replicas recovering at
+   * once stay at most f. Both halves of that are needed here:
+   *   - liveness: beside f liars, the 2f correct replicas left cannot make a quorum of 2f+1 without
+   *     the liars (a silent liar never votes), so the cluster never passes the recovering replica's
+   *     bound, and it never recovers;
+   *   - safety: the bound is safe because among the 2f+1 others that report, one correct replica
+   *     executed the recovering replica's old stable checkpoint c (so reports at least c - L).
+   *     That survives one recovering replica beside f liars (c's 2f+1 signers include at least f
+   *     correct others, the reporters at least f+1 of the 2f), but not two: then neither count is
+   *     forced to overlap.
+   * How long a recovery takes is not known when the schedule is drawn (the cluster must go 2L past
+   * the bound), so the budget is static: storage faults hit only f - byzantine correct replicas,
+   * drawn once (scripted ones first); one of them may be hit twice (again while it recovers, or
+   * after), still one replica at fault. With f liars (as most sweep seeds have) nothing is drawn.
+   * Crashes are another matter: a crashed replica restarts from intact storage as the correct
+   * replica it was, so crashes beside a recovering one only stall committing in the safety phase
+   * (at n = 4 nothing commits while a replica recovers and another is down, as on real processes),
+   * and the liveness phase restarts every crashed replica.
+   */
+  private scheduleStorageFaults(): void {
+    const eligible = this.storageFaultReplicas();
+    if (eligible.length === 0) return;
+    const { safetyPhaseMs } = this.options;
+    const count = this.faultRandom.int(1, 2);
+    for (let i = 0; i < count; i++) {
+      const replica = this.faultRandom.pick(eligible);
+      const atMs = this.faultRandom.int(100, safetyPhaseMs - 100);
+      const downMs = this.faultRandom.int(100, 3_000);
+      const storage = this.faultRandom.pick(STORAGE_FAULT_KINDS);
+      const backupAtMs = this.faultRandom.int(1, atMs - 1);
+      this.scheduleCrash({ replica, atMs, downMs, storage }, backupAtMs);
+    }
+  }
+
+  /**
+   * The correct replicas storage faults may hit: the scripted ones, then drawn ones, f - byzantine
+   * in all (see scheduleStorageFaults). Throws if the scripted ones alone exceed that or hit a liar.
+   */
+  private storageFaultReplicas(): number[] {
+    const budget = this.f - this.options.byzantine;
+    const scripted = this.scriptedStorageFaultReplicas();
+    if (budget === scripted.length) return scripted;
+    const others = this.replicas
+      .filter((r) => this.isCorrect(r) && !scripted.includes(r.id))
+      .map((r) => r.id);
+    return [...scripted, ...this.faultRandom.shuffle(others)].slice(0, budget);
+  }
+
+  /** The replicas scripted crashes damage the storage of; throws beyond the budget or at a liar. */
+  private scriptedStorageFaultReplicas(): number[] {
+    const budget = this.f - this.options.byzantine;
+    const scripted = [
+      ...new Set(
+        this.options.crashes.filter((crash) => crash.storage !== undefined).map((crash) => crash.replica),
+      ),
+    ];
+    if (scripted.length > budget || scripted.some((id) => !this.isCorrect(this.replicas[id]!)))
+      throw new RangeError(
+        `storage faults may hit at most f - byzantine = ${budget} correct replicas, got ${scripted.join(', ')}`,
+      );
+    return scripted;
+  }
+
+  /** A crash and its restart; a storage fault's `rolled-back` restores a copy taken at `backupAtMs`. */
+  private scheduleCrash(crash: SimulatedCrash, backupAtMs = Math.floor(crash.atMs / 2)): void {
+    const { replica, atMs, downMs, storage } = crash;
+    if (storage === 'rolled-back') this.queue.push(backupAtMs, { type: 'backup', replica });
+    this.queue.push(
+      atMs,
+      storage === undefined ? { type: 'crash', replica } : { type: 'crash', replica, storage },
+    );
+    this.queue.push(atMs + downMs, { type: 'restart', replica });
   }
 
   private allNodes(): NodeId[] {
@@ -663,14 +924,24 @@ class Simulation {
         return this.queryTimeout(this.clients[event.client]!, event.id);
       case 'crash': {
         const replica = this.replicas[event.replica]!;
-        if (replica.core === null || this.inLivenessPhase) return;
-        this.crashes++;
-        replica.core = null;
+        if (this.inLivenessPhase) return;
+        if (replica.core !== null) {
+          this.crashes++;
+          replica.core = null;
+          this.options.trace?.({ type: 'crash', atMs: this.nowMs, replica: replica.id });
+        } else if (event.storage === undefined) return;
+        // A replica already down still has a disk to damage.
+        if (event.storage !== undefined) this.damageStorage(replica, event.storage);
         return;
       }
       case 'restart': {
         const replica = this.replicas[event.replica]!;
         if (replica.core === null) this.boot(replica);
+        return;
+      }
+      case 'backup': {
+        const replica = this.replicas[event.replica]!;
+        replica.backup = { atMs: this.nowMs, storage: structuredClone(replica.storage) };
         return;
       }
       case 'partition':
@@ -688,8 +959,20 @@ class Simulation {
     }
   }
 
-  /** Start a replica from its storage only (a fresh replica has empty storage). */
+  /**
+   * Start a replica from its storage only (a fresh replica has empty storage). Storage damaged while
+   * it was down is found now, as the node finds it (a CRC-32 seal that fails, LevelDB's LOG naming
+   * dropped records, data/ missing beside storage-created, or --recover after a restored copy): set
+   * aside, the replica starts empty and recovering (src/node/replica-storage.ts, openReplicaStorage).
+   */
   private boot(replica: SimReplica): void {
+    const damaged = replica.damaged.splice(0);
+    const recovering = damaged.length > 0 && this.options.recoverFromStorageFaults;
+    for (const fault of damaged) {
+      fault.detectedAtMs = this.nowMs;
+      fault.recovering = recovering;
+    }
+    if (recovering) replica.storage = emptyDurableState();
     replica.ledger = Ledger.fromGenesis(this.genesis);
     replica.core = new Replica({
       id: replica.id,
@@ -698,12 +981,72 @@ class Simulation {
       sha256,
       stateMachine: replica.ledger,
       durable: replica.storage,
+      recovering,
     });
+    this.options.trace?.({ type: 'restart', atMs: this.nowMs, replica: replica.id, recovering });
     if (this.isCorrect(replica)) this.checkers.onRestart(replica.id, replica.core.lastExecutedSeq);
     this.process(
       replica,
       this.guard(replica, () => replica.core!.start()),
     );
+  }
+
+  /**
+   * Damage a crashed replica's storage (drawn from the fault stream). What is left is what a plain
+   * restart would read (`recoverFromStorageFaults: false`): the damaged record skipped, the
+   * truncated tail gone, the restored copy. The node, and so the simulator, reads none of it.
+   */
+  private damageStorage(replica: SimReplica, kind: StorageFaultKind): void {
+    const before = describeStorage(replica.storage);
+    const storage = replica.storage;
+    let detail: string;
+    switch (kind) {
+      case 'lost': {
+        const tail =
+          storage.log.length > 0 && this.faultRandom.chance(0.5)
+            ? this.faultRandom.int(1, storage.log.length)
+            : 0;
+        if (tail === 0) {
+          replica.storage = emptyDurableState();
+          detail = `data/ deleted (${before}) while storage-created says it ran before`;
+        } else {
+          storage.log.splice(storage.log.length - tail);
+          detail = `write-ahead log truncated: the last ${tail} of its log records lost (${before}); LevelDB's LOG names the dropped records`;
+        }
+        break;
+      }
+      case 'corrupted': {
+        const records = storageRecords(storage);
+        const record = records.length > 0 ? this.faultRandom.pick(records) : null;
+        detail =
+          record === null
+            ? `a flipped byte in its view record (${before}): its CRC-32 seal fails`
+            : `a flipped byte in ${record.name} (${before}): its CRC-32 seal fails`;
+        record?.drop();
+        break;
+      }
+      case 'rolled-back': {
+        const backup = replica.backup;
+        replica.storage = backup === null ? emptyDurableState() : structuredClone(backup.storage);
+        detail =
+          backup === null
+            ? `its copy from before it stored anything restored over ${before}; the operator starts it with --recover`
+            : `its copy of ${backup.atMs} ms (${describeStorage(backup.storage)}) restored over ${before}; the operator starts it with --recover`;
+        break;
+      }
+    }
+    const fault: StorageFaultRecord = {
+      replica: replica.id,
+      kind,
+      atMs: this.nowMs,
+      detectedAtMs: null,
+      detail,
+      recovering: false,
+      recoveredAtMs: null,
+    };
+    this.storageFaultLog.push(fault);
+    replica.damaged.push(fault);
+    this.options.trace?.({ type: 'storage-fault', atMs: this.nowMs, fault });
   }
 
   /** Run a core step; an invariant failure inside a correct replica is a violation, never hidden. */
@@ -759,7 +1102,15 @@ class Simulation {
     if (ready === null) return;
     applyPersistOps(replica.storage, ready.persist);
     if (ready.persist.length > 0) this.options.onPersist?.(replica.id, ready.persist);
+    const correct = this.isCorrect(replica);
     for (const outbound of ready.send) {
+      this.options.trace?.({
+        type: 'sent',
+        atMs: this.nowMs,
+        replica: replica.id,
+        message: outbound.message,
+      });
+      if (correct) this.checkers.onSigned(replica.id, outbound.message);
       const targets =
         outbound.to === 'all'
           ? this.replicas.map((r) => r.id).filter((id) => id !== replica.id)
@@ -781,11 +1132,12 @@ class Simulation {
         }
       }
     }
-    const correct = this.isCorrect(replica);
+    if (correct && ready.executed.length > 0) this.lastExecutedAtMs = this.nowMs;
     for (const batch of ready.executed) {
       if (correct) this.checkers.onExecuted(replica.id, batch, replica.ledger.totalSupply());
     }
     for (const event of ready.events) {
+      this.options.trace?.({ type: 'replica-event', atMs: this.nowMs, replica: replica.id, event });
       if (!correct) {
         if (event.type === 'new-view-entered' && primaryOf(event.view, this.options.replicas) === replica.id)
           this.byzantinePrimaries.add(replica.id);
@@ -797,6 +1149,7 @@ class Simulation {
       }
       if (event.type === 'new-view-entered') this.highestView = Math.max(this.highestView, event.view);
       if (event.type === 'state-transferred') this.stateTransfers++;
+      if (event.type === 'recovered') this.noteRecovered(replica.id);
       if (event.type === 'message-rejected') {
         const sender =
           delivered === undefined
@@ -824,6 +1177,14 @@ class Simulation {
       });
       this.transmit(replica.id, target.node, frame);
     }
+  }
+
+  /** A correct replica recovered: the storage fault it recovered from is over. */
+  private noteRecovered(id: number): void {
+    this.recoveries++;
+    for (const fault of this.storageFaultLog)
+      if (fault.replica === id && fault.recovering && fault.recoveredAtMs === null)
+        fault.recoveredAtMs = this.nowMs;
   }
 
   /** A reply or query answer to a client: what the core computed, or what a liar says instead. */

@@ -15,6 +15,7 @@ import {
   SimUsageError,
   sweepLiars,
   sweepRun,
+  sweepStorageFaultSeed,
 } from '../../scripts/lib/sim-runs.ts';
 import { BYZANTINE_BEHAVIOURS } from '../../src/byzantine/strategies.ts';
 import { runSimulation, type SimulationOptions, type SimulationResult } from '../../src/sim/simulation.ts';
@@ -45,6 +46,13 @@ const SCENARIO: SimulationOptions = {
   crashes: [{ replica: 0, atMs: 300, downMs: 3_000 }],
 };
 
+/** The first sweep seed from `from` on that runs storage faults. */
+function firstStorageSeed(from: number): number {
+  let seed = from;
+  while (!sweepStorageFaultSeed(seed)) seed++;
+  return seed;
+}
+
 describe('replay hints', () => {
   it.each([
     ['a sweep seed at n = 4', sweepRun(100_007, 4)],
@@ -56,6 +64,19 @@ describe('replay hints', () => {
       { seed: 5, replicas: 4, byzantine: 1, behaviours: ['wrong-batches'], ...SHIPPED_DEFAULTS_RUN },
     ],
     ['the simulator drawing the liars', { seed: 3, replicas: 10, byzantine: 2, livenessPhaseMs: 30_000 }],
+    ['a sweep seed with storage faults at n = 4', sweepRun(firstStorageSeed(100_000), 4)],
+    ['a sweep seed with storage faults at n = 7', sweepRun(firstStorageSeed(200_000), 7)],
+    [
+      'a scripted storage fault',
+      {
+        seed: 7,
+        replicas: 4,
+        byzantine: 0,
+        faults: false,
+        storageFaults: true,
+        crashes: [{ replica: 0, atMs: 1_400, downMs: 200, storage: 'lost' }],
+      },
+    ],
   ] as Array<[string, SimulationOptions]>)(
     '%s: the command reads back as the same options',
     (_name, options) => {
@@ -106,6 +127,30 @@ describe('replay hints', () => {
   it('--sweep draws the liars as the CI sweeps do', () => {
     const command = parseSimArgs(['--seeds', '1', '--first-seed', '200042', '--replicas', '7', '--sweep']);
     expect(runOptions(command, 200_042)).toEqual(sweepRun(200_042, 7));
+    const storage = firstStorageSeed(200_000);
+    expect(runOptions(command, storage)).toEqual(sweepRun(storage, 7));
+    expect(sweepRun(storage, 7)).toMatchObject({ byzantine: 1, storageFaults: true });
+  });
+
+  it('a sweep seed with storage faults gives up one liar: the rest of its faults stay within f', () => {
+    for (const replicas of [4, 7, 10]) {
+      const f = (replicas - 1) / 3;
+      let storageSeeds = 0;
+      for (let seed = 0; seed < 200; seed++) {
+        const run = sweepRun(seed, replicas);
+        if (run.storageFaults !== true) {
+          expect(run.byzantine).toBe(f);
+          continue;
+        }
+        storageSeeds++;
+        expect(run.byzantine).toBe(f - 1);
+        // The rotated liar stays where there is room for it.
+        if (f > 1)
+          expect(run.byzantineReplicas).toEqual(sweepLiars(seed, replicas).byzantineReplicas.slice(0, f - 1));
+      }
+      expect(storageSeeds).toBeGreaterThan(20);
+      expect(storageSeeds).toBeLessThan(80);
+    }
   });
 
   it('refuses what it cannot replay and arguments that make no run', () => {
@@ -124,6 +169,7 @@ describe('replay hints', () => {
       ['--liars', '0:lying'],
       ['--crash', '0@100'],
       ['--crash', '7@100+200'],
+      ['--crash', '0@100+200:erased'],
       ['--replicas', '5'],
       ['--liars', '0', '--sweep'],
       ['--clients', '0'],

@@ -8,7 +8,8 @@
  * so any 2 × |BYZANTINE_BEHAVIOURS| consecutive seeds give every behaviour to view 0's primary and
  * to a backup. The coverage test then checks what the runs actually did: each behaviour lied as a
  * primary and as a backup, and enough seeds went through view changes, state transfers,
- * partitions and crashes.
+ * partitions, crashes and storage faults. A share of the seeds (sweepChoices) runs storage faults
+ * with one liar fewer; each ends only once every recovering replica has recovered.
  */
 import { randomInt } from 'node:crypto';
 import { expect, it } from 'vitest';
@@ -26,6 +27,10 @@ export interface RunStatistics {
   stateTransfers: number;
   partitions: number;
   crashes: number;
+  storageFaults: number;
+  recoveries: number;
+  /** Requests the liveness phase sent to end a stalled recovery in the idle cluster (a known limit). */
+  recoveryNudges: number;
   liars: Array<{ behaviour: ByzantineBehaviour; asPrimary: boolean }>;
 }
 
@@ -36,6 +41,7 @@ export interface CoverageMin {
   stateTransfer: number;
   partition: number;
   crash: number;
+  storageFault: number;
 }
 
 export interface Sweep {
@@ -63,12 +69,18 @@ export function runSweepSeed(seed: number, replicas: number, note = ''): RunStat
   const hint = `seed ${seed}${note}; replay: ${replayCommand(options)}`;
   expect(result.violations, hint).toEqual([]);
   expect(result.committed, hint).toBe(result.requested);
+  // Every replica that restarted recovering recovered before the run ended (else: a liveness violation).
+  for (const fault of result.storageFaultLog)
+    if (fault.recovering) expect(fault.recoveredAtMs, `${hint}: ${fault.detail}`).not.toBeNull();
   return {
     seed,
     viewChanges: result.viewChanges,
     stateTransfers: result.stateTransfers,
     partitions: result.partitions,
     crashes: result.crashes,
+    storageFaults: result.storageFaults,
+    recoveries: result.recoveries,
+    recoveryNudges: result.recoveryNudges,
     liars: result.byzantine.map(({ replica, behaviour }) => ({
       behaviour,
       asPrimary: result.byzantinePrimaries.includes(replica),
@@ -95,7 +107,14 @@ export function coverageGaps(
     share('stateTransfer', runs.filter((run) => run.stateTransfers >= 1).length),
     share('partition', runs.filter((run) => run.partitions >= 1).length),
     share('crash', runs.filter((run) => run.crashes >= 1).length),
+    share('storageFault', runs.filter((run) => run.storageFaults >= 1).length),
   ];
+  const storageFaults = runs.reduce((sum, run) => sum + run.storageFaults, 0);
+  const recoveries = runs.reduce((sum, run) => sum + run.recoveries, 0);
+  const nudged = runs.filter((run) => run.recoveryNudges > 0).map((run) => run.seed);
+  parts.push(
+    `${storageFaults} storage faults, ${recoveries} recoveries completed, load resumed for a stalled recovery on ${nudged.length} seeds${nudged.length > 0 ? ` (${nudged.join(', ')})` : ''}`,
+  );
   const roles: string[] = [];
   for (const behaviour of BYZANTINE_BEHAVIOURS) {
     const liars = runs.flatMap((run) => run.liars.filter((liar) => liar.behaviour === behaviour));
@@ -129,7 +148,7 @@ export function defineSweep(sweep: Sweep): void {
     for (let seed = randomFirst; seed <= randomLast; seed++) runSweepSeed(seed, replicas, ` (${again})`);
   });
 
-  it(`the fixed seeds cover view changes, state transfers, partitions, crashes and every behaviour as primary and as backup`, () => {
+  it(`the fixed seeds cover view changes, state transfers, partitions, crashes, storage faults and every behaviour as primary and as backup`, () => {
     expect(fixed.length, 'every fixed chunk ran (run the whole file)').toBe(seeds);
     const { gaps, summary } = coverageGaps(fixed, sweep.coverageMin);
     console.log(`n = ${replicas} sweep coverage: ${summary}`);

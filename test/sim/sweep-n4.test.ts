@@ -13,6 +13,13 @@ describe('simulation sweep, 4 replicas, 1 Byzantine', () => {
     seeds: 200,
     chunk: 25,
     randomSeeds: 20,
-    coverageMin: { viewChange: 0.3, twoViewChanges: 0.1, stateTransfer: 0.3, partition: 0.5, crash: 0.6 },
+    coverageMin: {
+      viewChange: 0.3,
+      twoViewChanges: 0.1,
+      stateTransfer: 0.3,
+      partition: 0.5,
+      crash: 0.6,
+      storageFault: 0.15,
+    },
   });
 });

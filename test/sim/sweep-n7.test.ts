@@ -13,6 +13,13 @@ describe('simulation sweep, 7 replicas, 2 Byzantine', () => {
     seeds: 100,
     chunk: 10,
     randomSeeds: 6,
-    coverageMin: { viewChange: 0.25, twoViewChanges: 0.05, stateTransfer: 0.3, partition: 0.5, crash: 0.6 },
+    coverageMin: {
+      viewChange: 0.25,
+      twoViewChanges: 0.05,
+      stateTransfer: 0.3,
+      partition: 0.5,
+      crash: 0.6,
+      storageFault: 0.15,
+    },
   });
 });
