@@ -10,7 +10,7 @@ import { access, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { DurableState } from '../protocol/durable.ts';
-import { LevelStorage, StorageDamagedError } from '../storage/level.ts';
+import { LevelStorage, StorageDamagedError, witnessPathOf } from '../storage/level.ts';
 import type { RecoveryReason } from './metrics.ts';
 
 const DATA_DIRECTORY = 'data';
@@ -37,11 +37,15 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-/** Rename the data directory out of the way; returns where it went (null: there was none). */
+/**
+ * Rename the data directory and its witness (src/storage/level.ts) out of the way, so that the
+ * fresh storage starts with neither; returns where the data went (null: there was none).
+ */
 async function setAside(home: string): Promise<string | null> {
   const data = join(home, DATA_DIRECTORY);
-  if (!(await exists(data))) return null;
   const aside = join(home, `${SET_ASIDE_PREFIX}${new Date().toISOString().replaceAll(':', '-')}`);
+  if (await exists(witnessPathOf(data))) await rename(witnessPathOf(data), witnessPathOf(aside));
+  if (!(await exists(data))) return null;
   await rename(data, aside);
   return aside;
 }
@@ -73,6 +77,7 @@ export async function openReplicaStorage(
     );
   } else if (!(await exists(directory)) && (await exists(marker))) {
     recovery = 'missing';
+    await setAside(home);
     logger.error(
       { directory },
       `${directory} is missing although this replica ran before (${marker} exists): it may have forgotten what it signed; recovering: it votes on nothing until the cluster has passed where it may have voted`,

@@ -962,8 +962,9 @@ class Simulation {
   /**
    * Start a replica from its storage only (a fresh replica has empty storage). Storage damaged while
    * it was down is found now, as the node finds it (a CRC-32 seal that fails, LevelDB's LOG naming
-   * dropped records, data/ missing beside storage-created, or --recover after a restored copy): set
-   * aside, the replica starts empty and recovering (src/node/replica-storage.ts, openReplicaStorage).
+   * dropped records, a witness that saw more synced writes than the log holds, data/ missing beside
+   * storage-created, or --recover after a restored copy): set aside, the replica starts empty and
+   * recovering (src/node/replica-storage.ts, openReplicaStorage).
    */
   private boot(replica: SimReplica): void {
     const damaged = replica.damaged.splice(0);
@@ -1011,7 +1012,7 @@ class Simulation {
           detail = `data/ deleted (${before}) while storage-created says it ran before`;
         } else {
           storage.log.splice(storage.log.length - tail);
-          detail = `write-ahead log truncated: the last ${tail} of its log records lost (${before}); LevelDB's LOG names the dropped records`;
+          detail = `write-ahead log truncated: the last ${tail} of its log records lost (${before}); its witness of synced writes counted more`;
         }
         break;
       }

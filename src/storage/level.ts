@@ -22,7 +22,18 @@
  * records it dropped. Either refuses the storage with a StorageDamagedError naming what is damaged:
  * a replica that forgot what it signed must not vote as if it remembered (the node then moves the
  * data aside and recovers: src/node/replica-storage.ts).
+ *
+ * Neither finds a write-ahead log that lost its tail: LevelDB reads a log that ends mid-record as
+ * the torn last write of a crash, without a word, and the records left cannot tell that more were
+ * there. So every batch also writes `meta/writes`, the number of batches this storage has written,
+ * and after each synced batch that number goes to a witness file beside the data directory
+ * (`<directory>.witness`, 12 bytes: the count and its CRC-32, overwritten in place, not synced:
+ * a killed process loses nothing the OS has, and after a power cut the witness can only be behind
+ * the synced log, never ahead). An open that finds fewer writes in the database than its witness
+ * saw synced is refused: the log lost writes it had acknowledged (cut short, a disk that did not
+ * keep what it said it kept, an older copy of the data restored).
  */
+import { closeSync, constants as fsConstants, openSync, writeSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -54,6 +65,7 @@ const KEY_OWN_VIEW_CHANGE = 'meta/own-view-change';
 const KEY_NEW_VIEW = 'meta/new-view';
 const KEY_CHECKPOINT = 'checkpoint';
 const KEY_RECOVERY = 'meta/recovery';
+const KEY_WRITES = 'meta/writes';
 const PREFIX_PREPARED = 'prepared/';
 const PREFIX_LOG = 'log/';
 /** Upper bound for range scans over a prefix: '0' < ... < '9' < '~' in ASCII. */
@@ -72,6 +84,40 @@ const SEAL_HEADER_BYTES = 5;
 const LEVELDB_DAMAGE_PATTERN = /corruption|dropping|ignoring error/i;
 /** Kept in the data directory once damage was found (LevelDB itself forgets it at the next open). */
 const DAMAGE_VERDICT_FILE = 'DAMAGED';
+/** The witness file of a data directory: `<directory>.witness` beside it. */
+const WITNESS_SUFFIX = '.witness';
+/** A big-endian uint64 count of synced writes, then a big-endian CRC-32 of those 8 bytes. */
+const WITNESS_BYTES = 12;
+
+/** Where the witness of the data directory `directory` is kept. */
+export function witnessPathOf(directory: string): string {
+  return `${directory.replace(/\/+$/, '')}${WITNESS_SUFFIX}`;
+}
+
+function encodeWitness(writes: number): Uint8Array {
+  const bytes = new Uint8Array(WITNESS_BYTES);
+  const view = new DataView(bytes.buffer);
+  view.setBigUint64(0, BigInt(writes));
+  view.setUint32(8, crc32(bytes.subarray(0, 8)));
+  return bytes;
+}
+
+/**
+ * The synced writes a witness file vouches for: null when there is none (a storage that never
+ * synced a batch, or one older than witnesses; an empty file is a first write cut by a power
+ * cut). A witness of another length or with a wrong checksum is damage of its own.
+ */
+async function readWitness(path: string): Promise<number | null> {
+  const bytes = await readFile(path).catch(() => null);
+  if (bytes === null || bytes.length === 0) return null;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (bytes.length !== WITNESS_BYTES || crc32(bytes.subarray(0, 8)) !== view.getUint32(8))
+    throw new StorageDamagedError(
+      path,
+      `${path}: the storage is damaged: its witness of synced writes is garbled (${bytes.length} bytes); this replica may have forgotten what it signed`,
+    );
+  return Number(view.getBigUint64(0));
+}
 
 function seal(payload: Uint8Array): Uint8Array {
   const sealed = new Uint8Array(SEAL_HEADER_BYTES + payload.length);
@@ -79,6 +125,22 @@ function seal(payload: Uint8Array): Uint8Array {
   new DataView(sealed.buffer).setUint32(1, crc32(payload));
   sealed.set(payload, SEAL_HEADER_BYTES);
   return sealed;
+}
+
+/** The payload of a sealed value, or a StorageDamagedError naming the record. */
+function unsealValue(directory: string, key: string, value: Uint8Array): Uint8Array {
+  if (value.length < SEAL_HEADER_BYTES || value[0] !== SEALED_FORMAT) {
+    throw new CodecError('UNKNOWN_TYPE', `${key}: not a sealed record`);
+  }
+  const payload = value.subarray(SEAL_HEADER_BYTES);
+  const expected = new DataView(value.buffer, value.byteOffset, value.byteLength).getUint32(1);
+  if (crc32(payload) !== expected) {
+    throw new StorageDamagedError(
+      `${directory} (${key})`,
+      `${directory}: the storage is damaged: record ${key} fails its checksum; this replica may have forgotten what it signed`,
+    );
+  }
+  return payload;
 }
 
 function padded(value: number): string {
@@ -113,9 +175,24 @@ export class LevelStorage implements ReplicaStorage {
 
   private readonly directory: string;
 
-  private constructor(db: ClassicLevel<string, Uint8Array>, directory: string) {
+  /** Batches written so far (`meta/writes`), and the witness file's descriptor. */
+  private writes: number;
+  private readonly witnessFd: number;
+  /** The highest count the witness holds, so that it never goes back. */
+  private witnessed: number;
+  private witnessClosed = false;
+
+  private constructor(
+    db: ClassicLevel<string, Uint8Array>,
+    directory: string,
+    writes: number,
+    witnessFd: number,
+  ) {
     this.db = db;
     this.directory = directory;
+    this.writes = writes;
+    this.witnessFd = witnessFd;
+    this.witnessed = writes;
   }
 
   /** Open (creating if needed) the database in `directory`. */
@@ -130,13 +207,36 @@ export class LevelStorage implements ReplicaStorage {
       const cause = (error as { cause?: Error }).cause?.message ?? (error as Error).message;
       throw new StorageError(`cannot open the database in ${directory}: ${cause}`);
     }
+    let writes: number;
     try {
       await LevelStorage.checkRecoveryLog(directory);
+      writes = await LevelStorage.checkWitness(db, directory);
     } catch (error) {
       await db.close();
       throw error;
     }
-    return new LevelStorage(db, directory);
+    const witnessFd = openSync(witnessPathOf(directory), fsConstants.O_RDWR | fsConstants.O_CREAT, 0o600);
+    return new LevelStorage(db, directory, writes, witnessFd);
+  }
+
+  /** The writes the database holds, or a StorageDamagedError if its witness saw more synced. */
+  private static async checkWitness(
+    db: ClassicLevel<string, Uint8Array>,
+    directory: string,
+  ): Promise<number> {
+    const stored = await db.get(KEY_WRITES);
+    const writes =
+      stored === undefined
+        ? 0
+        : readUint(decodeCanonical(unsealValue(directory, KEY_WRITES, stored)), KEY_WRITES);
+    const path = witnessPathOf(directory);
+    const witnessed = await readWitness(path);
+    if (witnessed !== null && writes < witnessed)
+      throw new StorageDamagedError(
+        path,
+        `${directory}: the storage is damaged: it holds ${writes} writes but ${path} saw ${witnessed} synced; its write-ahead log lost writes it had acknowledged (cut short, a disk that did not keep them, or an older copy restored); this replica may have forgotten what it signed`,
+      );
+    return writes;
   }
 
   /**
@@ -162,20 +262,8 @@ export class LevelStorage implements ReplicaStorage {
     throw new StorageDamagedError(where, message);
   }
 
-  /** The payload of a sealed value, or a StorageDamagedError naming the record. */
   private unseal(key: string, value: Uint8Array): Uint8Array {
-    if (value.length < SEAL_HEADER_BYTES || value[0] !== SEALED_FORMAT) {
-      throw new CodecError('UNKNOWN_TYPE', `${key}: not a sealed record`);
-    }
-    const payload = value.subarray(SEAL_HEADER_BYTES);
-    const expected = new DataView(value.buffer, value.byteOffset, value.byteLength).getUint32(1);
-    if (crc32(payload) !== expected) {
-      throw new StorageDamagedError(
-        `${this.directory} (${key})`,
-        `${this.directory}: the storage is damaged: record ${key} fails its checksum; this replica may have forgotten what it signed`,
-      );
-    }
-    return payload;
+    return unsealValue(this.directory, key, value);
   }
 
   /**
@@ -313,10 +401,18 @@ export class LevelStorage implements ReplicaStorage {
         }
       }
     }
+    const writes = ++this.writes;
+    mutations.push({ type: 'put', key: KEY_WRITES, value: encodeCanonical(writes) });
     const sealed = mutations.map((mutation) =>
       mutation.type === 'put' ? { ...mutation, value: seal(mutation.value) } : mutation,
     );
-    await this.db.batch(sealed, { sync: options.sync ?? true });
+    const sync = options.sync ?? true;
+    await this.db.batch(sealed, { sync });
+    // A synced batch makes every batch before it durable too (LevelDB's log is written in order).
+    if (sync && writes > this.witnessed) {
+      this.witnessed = writes;
+      writeSync(this.witnessFd, encodeWitness(writes), 0, WITNESS_BYTES, 0);
+    }
   }
 
   private async keysBetween(gte: string, lt: string): Promise<string[]> {
@@ -327,5 +423,8 @@ export class LevelStorage implements ReplicaStorage {
 
   async close(): Promise<void> {
     await this.db.close();
+    if (this.witnessClosed) return;
+    this.witnessClosed = true;
+    closeSync(this.witnessFd);
   }
 }

@@ -2,7 +2,7 @@
  * LevelStorage and its in-memory twin must agree: the same persist operations, taken from a real
  * simulated run with view changes, checkpoints and crashes, load back as the same durable state.
  */
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,7 +10,7 @@ import { encodeCanonical } from '../../../src/codec/cbor.ts';
 import type { DurableState, PersistOp } from '../../../src/protocol/durable.ts';
 import { encodeCheckpointRecord, encodeMessage, encodePreparedSlot } from '../../../src/protocol/messages.ts';
 import { runSimulation } from '../../../src/sim/simulation.ts';
-import { LevelStorage, StorageDamagedError } from '../../../src/storage/level.ts';
+import { LevelStorage, StorageDamagedError, witnessPathOf } from '../../../src/storage/level.ts';
 import { MemoryStorage } from '../../../src/storage/memory.ts';
 
 /** A canonical byte form of a durable state; the log is compared as a set (order is not kept). */
@@ -34,7 +34,10 @@ function fingerprint(state: DurableState): string {
 
 const directories: string[] = [];
 afterEach(async () => {
-  for (const directory of directories.splice(0)) await rm(directory, { recursive: true, force: true });
+  for (const directory of directories.splice(0)) {
+    await rm(directory, { recursive: true, force: true });
+    await rm(witnessPathOf(directory), { force: true });
+  }
 });
 
 describe('LevelStorage', () => {
@@ -197,6 +200,59 @@ describe('LevelStorage', () => {
       } finally {
         await storage.close();
       }
+    });
+
+    it('a write-ahead log cut short, which LevelDB reads as a torn last write without a word, is refused by the witness of synced writes', async () => {
+      const directory = await filledDatabase();
+      const logName = (await readdir(directory)).find((name) => name.endsWith('.log'))!;
+      const path = join(directory, logName);
+      const { size } = await stat(path);
+      await truncate(path, Math.floor(size / 2));
+      const opening = LevelStorage.open(directory);
+      await expect(opening).rejects.toBeInstanceOf(StorageDamagedError);
+      await expect(opening).rejects.toThrow(
+        new RegExp(
+          `^${directory}: the storage is damaged: it holds \\d+ writes but ${witnessPathOf(directory)} saw \\d+ synced`,
+        ),
+      );
+    });
+
+    it('an older copy of the data restored over it is refused; losing only unsynced writes is not damage', async () => {
+      const steps = [
+        [{ type: 'view', view: 1, viewChangeInProgress: false }],
+        [{ type: 'view', view: 2, viewChangeInProgress: false }],
+      ] as const satisfies PersistOp[][];
+      const directory = await mkdtemp(join(tmpdir(), 'pbft-level-'));
+      directories.push(directory);
+      const copy = `${directory}-copy`;
+      directories.push(copy);
+      let storage = await LevelStorage.open(directory);
+      await storage.apply(steps[0]);
+      await storage.close();
+      await cp(directory, copy, { recursive: true });
+      // An unsynced write lost (as a power cut may lose it): the witness never saw it.
+      storage = await LevelStorage.open(directory);
+      await storage.apply(steps[1], { sync: false });
+      await storage.close();
+      await rm(directory, { recursive: true });
+      await cp(copy, directory, { recursive: true });
+      storage = await LevelStorage.open(directory);
+      expect((await storage.load()).view).toBe(1);
+      // A synced write lost: the copy is older than what the replica acknowledged.
+      await storage.apply(steps[1]);
+      await storage.close();
+      await rm(directory, { recursive: true });
+      await cp(copy, directory, { recursive: true });
+      await expect(LevelStorage.open(directory)).rejects.toThrow(/holds 1 writes but .* saw 2 synced/);
+    });
+
+    it('a garbled witness is damage too; an empty one (a first write cut by a power cut) is none', async () => {
+      const directory = await filledDatabase();
+      await writeFile(witnessPathOf(directory), new Uint8Array(0));
+      const storage = await LevelStorage.open(directory);
+      await storage.close();
+      await writeFile(witnessPathOf(directory), new Uint8Array(12).fill(7));
+      await expect(LevelStorage.open(directory)).rejects.toThrow(/its witness of synced writes is garbled/);
     });
 
     it('an undamaged database opens and loads after the same steps', async () => {
