@@ -210,11 +210,71 @@ testnet
     });
   });
 
+/** Collects repeated --host options; each may also be a comma-separated list. */
+function hostList(value: string, previous: string[]): string[] {
+  return [...previous, ...value.split(',').map((host) => host.trim())];
+}
+
+const cluster = program.command('cluster').description('a cluster across machines: one replica per host');
+
+cluster
+  .command('init')
+  .description('write one folder per replica (its key, cluster.json, genesis.json) and a client folder')
+  .requiredOption('--dir <dir>', 'new folder for the cluster: DIR/replica-I for host I, DIR/client')
+  .requiredOption(
+    '--host <host[:port]>',
+    'the host of the next replica (IP address or DNS name; repeat, or a,b,c): 3f+1 hosts',
+    hostList,
+    [],
+  )
+  .option('--port <port>', 'TCP port of hosts given without one', integerArgument('--port', 1), 9000)
+  .option(
+    '--metrics-port <port>',
+    "Prometheus port on each machine's 127.0.0.1 (0: none)",
+    integerArgument('--metrics-port', 0),
+    9464,
+  )
+  .option(
+    '--accounts <n>',
+    'funded accounts, keys in DIR/client/accounts',
+    integerArgument('--accounts', 1),
+    4,
+  )
+  .option('--name <name>', 'a label for the cluster', 'pbft')
+  .option('--force', 'replace a cluster written before in DIR', false)
+  .option('--json', 'print one JSON object', false)
+  .action(
+    async (options: {
+      dir: string;
+      host: string[];
+      port: number;
+      metricsPort: number;
+      accounts: number;
+      name: string;
+      force: boolean;
+      json: boolean;
+    }) => {
+      const { initCluster } = await import('./cluster.ts');
+      const result = await initCluster({ ...options, hosts: options.host });
+      const lines = [
+        `cluster of ${result.replicas.length} replicas (f = ${(result.replicas.length - 1) / 3}) in ${result.dir}`,
+        ...result.replicas.map((replica) => `  replica ${replica.id}  ${replica.multiaddr}  ${replica.home}`),
+        'copy each replica-I folder to its host, open its TCP port to the others and to clients, and run there:',
+        '  pbft node --home FOLDER',
+        `clients use ${result.client.dir}: pbft status --cluster ${result.client.clusterFile}`,
+        ...result.accounts.map(
+          (account) => `  ${account.name.padEnd(6)} ${account.address}  ${account.file}`,
+        ),
+      ];
+      print(options.json, result, lines.join('\n'));
+    },
+  );
+
 program
   .command('node')
   .description('run one replica in the foreground')
   .requiredOption('--home <dir>', 'the replica home (key.json, data/)')
-  .option('--cluster <file>', 'cluster.json (default: HOME/../cluster.json)')
+  .option('--cluster <file>', 'cluster.json (default: HOME/cluster.json, else HOME/../cluster.json)')
   .addOption(
     new Option(
       '--log-level <level>',
@@ -247,9 +307,13 @@ program
         import('../storage/level.ts'),
       ]);
       try {
+        // A home of `pbft cluster init` holds its own copy; a testnet's is beside the homes.
+        const clusterFile =
+          options.cluster ??
+          (existsSync(join(options.home, 'cluster.json')) ? join(options.home, 'cluster.json') : undefined);
         const node = await startReplica({
           home: options.home,
-          ...(options.cluster === undefined ? {} : { cluster: options.cluster }),
+          ...(clusterFile === undefined ? {} : { cluster: clusterFile }),
           ...(options.byzantine === undefined ? {} : { byzantine: options.byzantine }),
           ...(options.logLevel === undefined ? {} : { logLevel: options.logLevel }),
           recover: options.recover,

@@ -4,30 +4,23 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PbftClient, type ReplicaStatusReport } from '../client/client.ts';
-import { generateSeed, type KeyPair, writeKeyFile } from '../crypto/index.ts';
-import { formatGenesis } from '../ledger/index.ts';
+import type { ClusterConfig } from '../node/cluster-config.ts';
 import {
-  type ClusterConfig,
-  DEFAULT_CLUSTER_PROTOCOL,
-  DEFAULT_RUNTIME_SETTINGS,
-  formatClusterConfig,
-} from '../node/cluster-config.ts';
-import { peerIdFromSeed } from '../transport/index.ts';
+  checkAccountCount,
+  checkReplicaCount,
+  type WrittenAccount,
+  type WrittenReplica,
+  writeClusterFiles,
+} from './cluster-files.ts';
 import { CliError, EXIT_CONFIG, EXIT_USAGE } from './exit-codes.ts';
 import { spawnInOwnGroup } from './process-groups.ts';
 
-export const ACCOUNT_NAMES = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi'];
-/** Every development account starts with this balance. */
-export const ACCOUNT_BALANCE = 1_000_000;
-/**
- * Development accounts a testnet may have: enough for heavy-load runs (hundreds of clients, each
- * with a sender and a sink account), well inside the ledger's account cap.
- */
-export const TESTNET_ACCOUNTS_MAX = 5_000;
+export { ACCOUNT_BALANCE, ACCOUNT_NAMES, accountName, TESTNET_ACCOUNTS_MAX } from './cluster-files.ts';
+
 /** Replicas that do not exit this long after SIGTERM are killed. */
 const STOP_GRACE_MS = 10_000;
 const STATUS_INTERVAL_MS = 1_000;
@@ -47,28 +40,17 @@ export interface InitOptions {
 export interface InitResult {
   dir: string;
   clusterFile: string;
-  replicas: Array<{ id: number; home: string; peerId: string; multiaddr: string }>;
-  accounts: Array<{ name: string; address: string; file: string }>;
-}
-
-export function accountName(index: number): string {
-  return ACCOUNT_NAMES[index] ?? `account-${index + 1}`;
+  replicas: WrittenReplica[];
+  accounts: WrittenAccount[];
 }
 
 export async function initTestnet(options: InitOptions): Promise<InitResult> {
   const { replicas: n, basePort } = options;
-  if (!Number.isInteger(n) || n < 4 || (n - 1) % 3 !== 0)
-    throw new CliError(EXIT_USAGE, `--replicas must be 3f+1 (4, 7, 10, …), got ${n}`);
+  checkReplicaCount(n, '--replicas');
   if (!Number.isInteger(basePort) || basePort < 1024 || basePort + 2 * n > 65_535) {
     throw new CliError(EXIT_USAGE, `--base-port must leave room for ${2 * n} ports between 1024 and 65535`);
   }
-  if (
-    !Number.isInteger(options.accounts) ||
-    options.accounts < 1 ||
-    options.accounts > TESTNET_ACCOUNTS_MAX
-  ) {
-    throw new CliError(EXIT_USAGE, `--accounts must be between 1 and ${TESTNET_ACCOUNTS_MAX}`);
-  }
+  checkAccountCount(options.accounts);
   const dir = resolve(options.dir);
   const clusterFile = join(dir, 'cluster.json');
   if (existsSync(clusterFile)) {
@@ -76,49 +58,20 @@ export async function initTestnet(options: InitOptions): Promise<InitResult> {
       throw new CliError(EXIT_CONFIG, `${clusterFile} already exists (use --force to replace the testnet)`);
     await rm(dir, { recursive: true, force: true });
   }
-  await mkdir(join(dir, 'accounts'), { recursive: true });
-
-  const replicas: ClusterConfig['replicas'] = [];
-  const result: InitResult = { dir, clusterFile, replicas: [], accounts: [] };
-  for (let id = 0; id < n; id++) {
-    const home = join(dir, `replica-${id}`);
-    await mkdir(home, { recursive: true });
-    const seed = generateSeed();
-    const key = writeKeyFile(join(home, 'key.json'), seed);
-    const peerId = await peerIdFromSeed(seed);
-    const multiaddr = `/ip4/127.0.0.1/tcp/${basePort + id}`;
-    replicas.push({
-      id,
-      publicKey: key.publicKeyHex,
-      peerId,
-      multiaddrs: [multiaddr],
+  await mkdir(dir, { recursive: true });
+  const written = await writeClusterFiles({
+    name: 'pbft-testnet',
+    testnet: true,
+    replicas: Array.from({ length: n }, (_, id) => ({
+      home: join(dir, `replica-${id}`),
+      multiaddr: `/ip4/127.0.0.1/tcp/${basePort + id}`,
       metricsPort: basePort + n + id,
-    });
-    result.replicas.push({ id, home, peerId, multiaddr });
-  }
-  const genesisAccounts = [];
-  for (let index = 0; index < options.accounts; index++) {
-    const name = accountName(index);
-    const file = join(dir, 'accounts', `${name}.json`);
-    const key: KeyPair = writeKeyFile(file, generateSeed(), { withAddress: true });
-    genesisAccounts.push({ address: key.publicKey, balance: ACCOUNT_BALANCE });
-    result.accounts.push({ name, address: key.publicKeyHex, file });
-  }
-  await writeFile(join(dir, 'genesis.json'), formatGenesis({ accounts: genesisAccounts }));
-  const f = (n - 1) / 3;
-  await writeFile(
-    clusterFile,
-    formatClusterConfig({
-      name: 'pbft-testnet',
-      testnet: true,
-      f,
-      replicas,
-      genesis: 'genesis.json',
-      protocol: { replicaCount: n, ...DEFAULT_CLUSTER_PROTOCOL },
-      runtime: DEFAULT_RUNTIME_SETTINGS,
-    }),
-  );
-  return result;
+    })),
+    accounts: options.accounts,
+    accountsDir: join(dir, 'accounts'),
+    configDirs: [dir],
+  });
+  return { dir, clusterFile, ...written };
 }
 
 export interface StartOptions {

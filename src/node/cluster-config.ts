@@ -23,7 +23,14 @@ export interface ClusterReplica {
   /** ed25519 public key, 64 lowercase hex characters. */
   publicKey: string;
   peerId: string;
+  /** Where the other replicas and the clients dial this replica (its announced addresses). */
   multiaddrs: string[];
+  /**
+   * Where the replica binds, when that is not its announced address: `/ip4/0.0.0.0/tcp/9000` for a
+   * replica announced under a DNS name, or behind NAT where its public IP is not on any interface.
+   * Absent: it binds its `multiaddrs`.
+   */
+  listen?: string[];
   /** Loopback port serving Prometheus metrics (0 = none). */
   metricsPort: number;
 }
@@ -169,7 +176,12 @@ export function parseClusterConfig(text: string, path: string): ClusterConfig {
     );
   const replicas = replicasJson.map((value, index): ClusterReplica => {
     const field = `replicas[${index}]`;
-    const replica = reader.object(value, field, ['id', 'publicKey', 'peerId', 'multiaddrs'], ['metricsPort']);
+    const replica = reader.object(
+      value,
+      field,
+      ['id', 'publicKey', 'peerId', 'multiaddrs'],
+      ['listen', 'metricsPort'],
+    );
     const id = reader.integer(replica['id'], `${field}.id`, 0, replicasJson.length - 1);
     if (id !== index) reader.fail(`${field}.id`, `must be ${index}: replicas are listed in id order 0 … n-1`);
     const publicKey = reader.string(replica['publicKey'], `${field}.publicKey`);
@@ -185,18 +197,23 @@ export function parseClusterConfig(text: string, path: string): ClusterConfig {
     if (embedded === undefined || !bytesEqual(embedded, fromHex(publicKey))) {
       reader.fail(`${field}.peerId`, 'must be the ed25519 peer id of publicKey');
     }
-    const multiaddrs = reader.array(replica['multiaddrs'], `${field}.multiaddrs`).map((item, i) => {
-      const address = reader.string(item, `${field}.multiaddrs[${i}]`);
-      if (!address.startsWith('/'))
-        reader.fail(`${field}.multiaddrs[${i}]`, 'must be a multiaddr such as /ip4/127.0.0.1/tcp/9000');
-      return address;
-    });
-    if (multiaddrs.length === 0) reader.fail(`${field}.multiaddrs`, 'must list at least one address');
+    const addresses = (name: 'multiaddrs' | 'listen'): string[] => {
+      const list = reader.array(replica[name], `${field}.${name}`).map((item, i) => {
+        const address = reader.string(item, `${field}.${name}[${i}]`);
+        if (!address.startsWith('/'))
+          reader.fail(`${field}.${name}[${i}]`, 'must be a multiaddr such as /ip4/127.0.0.1/tcp/9000');
+        return address;
+      });
+      if (list.length === 0) reader.fail(`${field}.${name}`, 'must list at least one address');
+      return list;
+    };
+    const multiaddrs = addresses('multiaddrs');
+    const listen = replica['listen'] === undefined ? undefined : addresses('listen');
     const metricsPort =
       replica['metricsPort'] === undefined
         ? 0
         : reader.integer(replica['metricsPort'], `${field}.metricsPort`, 0, 65_535);
-    return { id, publicKey, peerId, multiaddrs, metricsPort };
+    return { id, publicKey, peerId, multiaddrs, ...(listen === undefined ? {} : { listen }), metricsPort };
   });
   const keys = new Set(replicas.map((replica) => replica.publicKey));
   if (keys.size !== replicas.length) reader.fail('replicas', 'must have distinct public keys');
@@ -254,6 +271,11 @@ export function parseClusterConfig(text: string, path: string): ClusterConfig {
   };
 }
 
+/** The addresses replica `replica` binds: its `listen` addresses, else the ones it is dialled at. */
+export function listenAddressesOf(replica: ClusterReplica): string[] {
+  return replica.listen ?? replica.multiaddrs;
+}
+
 export async function readClusterConfig(path: string): Promise<ClusterConfig> {
   let text: string;
   try {
@@ -273,7 +295,7 @@ export async function readClusterConfig(path: string): Promise<ClusterConfig> {
   return parseClusterConfig(text, path);
 }
 
-/** The JSON written by `testnet init` (paths relative to the cluster file's folder). */
+/** The JSON written by `testnet init` and `cluster init` (paths relative to the cluster file's folder). */
 export function formatClusterConfig(
   config: Omit<ClusterConfig, 'genesisPath' | 'path'> & { genesis: string },
 ): string {

@@ -55,7 +55,12 @@ import { TokenBucket } from '../transport/rate-limit.ts';
 import { bytesEqual, fromHex, toHex } from '../util/bytes.ts';
 import { Random } from '../util/random.ts';
 import { ClientSessions } from './client-sessions.ts';
-import { type ClusterConfig, ConfigFileError, readClusterConfig } from './cluster-config.ts';
+import {
+  type ClusterConfig,
+  ConfigFileError,
+  listenAddressesOf,
+  readClusterConfig,
+} from './cluster-config.ts';
 import { InOrderRelease } from './in-order.ts';
 import { type RecoveryReason, ReplicaMetrics } from './metrics.ts';
 import { openReplicaStorage } from './replica-storage.ts';
@@ -285,7 +290,7 @@ class ReplicaRuntime implements ReplicaNode {
     this.transport = createReplicaTransport({
       seed,
       selfId: id,
-      listen: cluster.replicas[id]!.multiaddrs,
+      listen: listenAddressesOf(cluster.replicas[id]!),
       replicas: cluster.replicas.map(({ id: replicaId, peerId, multiaddrs }) => ({
         id: replicaId,
         peerId,
@@ -335,7 +340,8 @@ class ReplicaRuntime implements ReplicaNode {
     this.logger.info(
       {
         peerId: this.peerId,
-        listen: this.cluster.replicas[this.id]!.multiaddrs,
+        listen: this.transport.listenAddresses(),
+        announce: this.cluster.replicas[this.id]!.multiaddrs,
         metricsUrl,
         verifyWorkers: workers,
       },
