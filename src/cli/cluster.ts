@@ -145,6 +145,13 @@ function planPorts(targets: HostPort[], metricsPort: number): number[] {
 
 export async function initCluster(options: ClusterInitOptions): Promise<ClusterInitResult> {
   if (options.hosts.length === 0) throw new CliError(EXIT_USAGE, 'give every replica its host: --host HOST');
+  for (const [flag, value, min] of [
+    ['--port', options.port, 1],
+    ['--metrics-port', options.metricsPort, 0],
+  ] as const) {
+    if (!Number.isInteger(value) || value < min || value > 65_535)
+      throw new CliError(EXIT_USAGE, `${flag} must be an integer between ${min} and 65535`);
+  }
   const targets = options.hosts.map((host) => parseHost(host, options.port));
   checkReplicaCount(targets.length, 'the number of hosts');
   checkAccountCount(options.accounts);
