@@ -211,8 +211,8 @@ testnet
   });
 
 /** Collects repeated --host options; each may also be a comma-separated list. */
-function hostList(value: string, previous: string[]): string[] {
-  return [...previous, ...value.split(',').map((host) => host.trim())];
+function hostList(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), ...value.split(',').map((host) => host.trim())];
 }
 
 const cluster = program.command('cluster').description('a cluster across machines: one replica per host');
@@ -225,7 +225,6 @@ cluster
     '--host <host[:port]>',
     'the host of the next replica (IP address or DNS name; repeat, or a,b,c): 3f+1 hosts',
     hostList,
-    [],
   )
   .option('--port <port>', 'TCP port of hosts given without one', integerArgument('--port', 1), 9000)
   .option(

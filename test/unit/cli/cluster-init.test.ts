@@ -254,6 +254,7 @@ describe('pbft cluster init', () => {
     );
     expect(result.client.clusterFile).toBe(join(dir, 'client', 'cluster.json'));
     for (const args of [
+      ['--port', '9000'],
       ['--host', '10.1.0.1,10.1.0.2,10.1.0.3'],
       ['--host', '10.1.0.1,10.1.0.1,10.1.0.3,10.1.0.4'],
       ['--host', 'not a host,10.1.0.2,10.1.0.3,10.1.0.4'],
