@@ -34,6 +34,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import type { ByzantineBehaviour } from '../src/byzantine/strategies.ts';
 import type { PbftClient } from '../src/client/client.ts';
 import { type CryptoBackend, createSigner, createVerifier } from '../src/crypto/index.ts';
+import { LOG_LEVELS, type LogLevel } from '../src/node/cluster-config.ts';
 import {
   type AttackJudgement,
   defaultLiarRole,
@@ -137,6 +138,7 @@ interface BenchOptions {
   runtime: Record<string, number>;
   cpuProf?: string;
   keep: boolean;
+  logLevel?: LogLevel;
   json: boolean;
   attack?: ByzantineBehaviour;
   liar?: LiarRole;
@@ -271,6 +273,12 @@ function parseOptions(): BenchOptions {
       'write V8 CPU profiles of every replica (CPU.*.cpuprofile) and of the clients (load.cpuprofile)',
     )
     .option('--keep', 'keep the temporary cluster folder (logs, data)', false)
+    .addOption(
+      new Option(
+        '--log-level <level>',
+        "the replicas' log level (with --keep, to read what they did)",
+      ).choices([...LOG_LEVELS]),
+    )
     .option('--json', 'print one JSON object as the last line', false)
     .option(
       '--attack <behaviour>',
@@ -554,7 +562,10 @@ async function measurePhase(
     basePort: options.basePort,
     accounts: options.clients + SINK_ACCOUNTS,
     protocol: options.protocol,
-    runtime: options.runtime,
+    runtime: {
+      ...options.runtime,
+      ...(options.logLevel === undefined ? {} : { logLevel: options.logLevel }),
+    },
   });
   cleanup.add(() => cluster.stopAll());
   if (options.cpuProf !== undefined) {

@@ -91,6 +91,20 @@ const COMMITTED_ELSEWHERE_BATCHES_PER_REPLICA = 2;
 const IDLE_ANNOUNCEMENT_GAP_MAX_INTERVALS = 64;
 /** Checkpoint sequence numbers with votes kept per sender: the window plus room for laggards. */
 const CHECKPOINT_VOTES_PER_REPLICA_EXTRA = 2;
+/**
+ * How far past its own execution a replica votes, in pipelines (pipelineDepthMax): a correct primary
+ * proposes at most one pipeline past its execution, and a correct backup trails it by less than
+ * another. Slots beyond wait for their votes until execution comes near, so a liar that proposes
+ * up to the end of the window (empty batches, throwaway requests) gets at most this many slots
+ * prepared past the first one it left out: the next view's NEW-VIEW re-proposes those and no more.
+ */
+const VOTE_AHEAD_PIPELINES = 2;
+/**
+ * Slots a replica retransmits its own messages for, each interval, in pipelines: the lowest ones
+ * it has not committed. Resending a whole window every interval to every peer, while they are
+ * still working through it, only deepens their queues.
+ */
+const RETRANSMIT_PIPELINES = 2;
 
 export interface ReplicaOptions {
   id: ReplicaId;
@@ -909,7 +923,24 @@ export class Replica {
     this.fetches.done(entry.seq);
     this.out.persist.push({ type: 'log', message: { type: 'pre-prepare', prePrepare, batch } });
     for (const request of batch) this.assigned.add(requestKey(request.body));
-    if (prePrepare.body.replica === this.id || !this.voting) return;
+    this.sendPrepareIfDue(entry);
+  }
+
+  /**
+   * The highest sequence number this replica votes for now (VOTE_AHEAD_PIPELINES). Withholding a
+   * vote is always safe; the slot still prepares and commits here on the others' votes.
+   */
+  private get voteHorizon(): number {
+    const executed = Math.max(this.lastExecuted, this.stable.seq);
+    return executed + VOTE_AHEAD_PIPELINES * this.config.pipelineDepthMax;
+  }
+
+  /** PREPARE a slot with its PRE-PREPARE and batch, once, if it is a backup's and within the horizon. */
+  private sendPrepareIfDue(entry: LogEntry): void {
+    const prePrepare = entry.prePrepare;
+    if (prePrepare === null || entry.batch === null || !this.voting) return;
+    if (prePrepare.body.replica === this.id || entry.prepares.has(this.id)) return;
+    if (entry.seq > this.voteHorizon) return;
     const prepare = this.signed<PrepareBody>({
       type: 'prepare',
       view: prePrepare.body.view,
@@ -921,6 +952,35 @@ export class Replica {
     const message: LogMessage = { type: 'prepare', prepare };
     this.out.persist.push({ type: 'log', message });
     this.broadcast(message);
+  }
+
+  /** COMMIT a prepared slot, once, if it is within the horizon. */
+  private sendCommitIfDue(entry: LogEntry): void {
+    if (!entry.prepared || entry.prePrepare === null || entry.commits.has(this.id) || !this.voting) return;
+    if (entry.seq > this.voteHorizon) return;
+    const commit = this.signed<CommitBody>({
+      type: 'commit',
+      view: entry.prePrepare.body.view,
+      seq: entry.seq,
+      digest: entry.prePrepare.body.digest,
+      replica: this.id,
+    });
+    entry.commits.set(this.id, commit);
+    const message: LogMessage = { type: 'commit', commit };
+    this.out.persist.push({ type: 'log', message });
+    this.broadcast(message);
+  }
+
+  /** Execution moved the horizon: cast the votes withheld for the slots it now covers. */
+  private voteWhereDue(): void {
+    if (this.status !== 'normal') return;
+    const horizon = Math.min(this.voteHorizon, this.stable.seq + this.config.watermarkWindow);
+    for (let seq = this.lastExecuted + 1; seq <= horizon; seq++) {
+      const entry = this.log.get(seq);
+      if (entry === undefined || entry.prePrepare?.body.view !== this.view) continue;
+      this.sendPrepareIfDue(entry);
+      this.sendCommitIfDue(entry);
+    }
   }
 
   /**
@@ -1063,19 +1123,7 @@ export class Replica {
     const slot: PreparedSlot = { certificate, batch: entry.batch };
     this.prepared.set(entry.seq, slot);
     this.out.persist.push({ type: 'prepared', slot });
-    if (!entry.commits.has(this.id) && this.voting) {
-      const commit = this.signed<CommitBody>({
-        type: 'commit',
-        view: entry.prePrepare.body.view,
-        seq: entry.seq,
-        digest: entry.prePrepare.body.digest,
-        replica: this.id,
-      });
-      entry.commits.set(this.id, commit);
-      const message: LogMessage = { type: 'commit', commit };
-      this.out.persist.push({ type: 'log', message });
-      this.broadcast(message);
-    }
+    this.sendCommitIfDue(entry);
     this.checkCommitted(entry);
   }
 
@@ -1123,6 +1171,7 @@ export class Replica {
     }
     if (!progressed) return;
     this.commitsElsewhere.prune(this.lastExecuted);
+    this.voteWhereDue();
     // Progress of this view: it is working, so the timeout returns to its base value. (Slots that
     // an older view committed say nothing of this one.)
     if (progressedInView) this.timeoutTicks = this.config.viewChangeTimeoutTicks;
@@ -1372,6 +1421,7 @@ export class Replica {
     if (this.stableCandidate !== null && this.stableCandidate.seq <= seq) this.stableCandidate = null;
     this.collectGarbage(seq);
     this.maybeFinishRecovery();
+    this.voteWhereDue();
     this.propose();
   }
 
@@ -1505,6 +1555,7 @@ export class Replica {
     }
     this.collectGarbage(seq);
     this.maybeFinishRecovery();
+    this.voteWhereDue();
     this.executeCommitted();
   }
 
@@ -1872,12 +1923,18 @@ export class Replica {
         this.broadcast({ type: 'view-change', viewChange: this.ownViewChange });
       }
     } else {
-      for (const entry of this.log.values()) {
+      let slotsLeft = RETRANSMIT_PIPELINES * this.config.pipelineDepthMax;
+      const end = this.stable.seq + this.config.watermarkWindow;
+      for (let seq = this.stable.seq + 1; seq <= end && slotsLeft > 0; seq++) {
+        const entry = this.log.get(seq);
         // Executed is not enough: a slot this replica executed in an earlier view and that a
         // NEW-VIEW re-proposed must still commit in this view at the others (the primary among
         // them may need this replica's COMMIT), so it is resent until it committed here too.
-        if (entry.seq <= this.lastExecuted && entry.committed) continue;
-        for (const message of this.ownSlotMessages(entry)) this.broadcast(message);
+        if (entry === undefined || (entry.seq <= this.lastExecuted && entry.committed)) continue;
+        const messages = this.ownSlotMessages(entry);
+        if (messages.length === 0) continue;
+        slotsLeft--;
+        for (const message of messages) this.broadcast(message);
       }
       this.askForBatches();
     }

@@ -1,7 +1,7 @@
 /** Watermarks and garbage collection (Castro & Liskov §4.2, §4.3). */
 import { describe, expect, it } from 'vitest';
 import { logMessageSeq } from '../../../src/protocol/durable.ts';
-import { Cluster, isType, rejections, sentOfType } from './harness.ts';
+import { Cluster, isType, rejections, sentOfType, seqOf } from './harness.ts';
 
 describe('watermarks', () => {
   it('sequence numbers outside h < n <= h + L are rejected', () => {
@@ -91,5 +91,69 @@ describe('watermarks', () => {
       expect(cluster.replica(id).lowWatermark).toBe(L);
       expect(cluster.replica(id).lastExecutedSeq).toBe(L + 1);
     }
+  });
+
+  it('a replica votes no further than two pipelines past its execution, and casts the withheld votes as execution gets there', () => {
+    // A liar primary leaves slot 1 out and proposes every slot after it up to the end of the window.
+    const cluster = new Cluster({
+      config: { watermarkWindow: 16, checkpointInterval: 8, pipelineDepthMax: 2 },
+    });
+    cluster.start();
+    const L = cluster.config.watermarkWindow;
+    const horizon = 2 * cluster.config.pipelineDepthMax;
+    const requests = Array.from({ length: L }, (_, i) =>
+      cluster.request(i % 4, { t: Math.floor(i / 4) + 1 }),
+    );
+    const prepared: number[] = [];
+    const committed: number[] = [];
+    for (let seq = 2; seq <= L; seq++) {
+      const ready = cluster.step(1, cluster.prePrepare(0, 0, seq, [requests[seq - 1]!]));
+      prepared.push(...sentOfType(ready, 'prepare').map((sent) => sent.message.prepare.body.seq));
+      // The other backups prepare every slot: backup 1 prepares the slots it votes for on theirs.
+      const digest =
+        ready.persist.length > 0
+          ? cluster.prePrepare(0, 0, seq, [requests[seq - 1]!]).prePrepare.body.digest
+          : null;
+      if (digest === null) continue;
+      for (const other of [2, 3]) {
+        const vote = cluster.step(1, cluster.prepare(other, 0, seq, digest));
+        committed.push(...sentOfType(vote, 'commit').map((sent) => sent.message.commit.body.seq));
+      }
+    }
+    const withinHorizon = Array.from({ length: horizon - 1 }, (_, i) => i + 2);
+    expect(prepared).toEqual(withinHorizon);
+    expect(committed).toEqual(withinHorizon);
+    // Slots past the horizon still prepared here (on the others' votes), without a vote of its own.
+    expect(cluster.replica(1).lastExecutedSeq).toBe(0);
+
+    // Slot 1 arrives and commits: execution runs to the horizon, which moves, and the withheld
+    // votes for the slots it now covers go out.
+    const first = cluster.prePrepare(0, 0, 1, [requests[0]!]);
+    const digest = first.prePrepare.body.digest;
+    cluster.step(1, first);
+    for (const other of [2, 3]) cluster.step(1, cluster.prepare(other, 0, 1, digest));
+    const sent: Array<{ type: string; seq: number }> = [];
+    for (const other of [0, 2, 3]) {
+      for (let seq = 1; seq <= horizon; seq++) {
+        const slotDigest = cluster.prePrepare(0, 0, seq, [requests[seq - 1]!]).prePrepare.body.digest;
+        const ready = cluster.step(1, cluster.commit(other, 0, seq, slotDigest));
+        for (const type of ['prepare', 'commit'] as const)
+          for (const out of sentOfType(ready, type)) sent.push({ type, seq: seqOf(out.message)! });
+      }
+    }
+    expect(cluster.replica(1).lastExecutedSeq).toBeGreaterThanOrEqual(horizon - 1);
+    const lastExecuted = cluster.replica(1).lastExecutedSeq;
+    const released = sent.filter((vote) => vote.seq > horizon).map((vote) => vote.seq);
+    // Every slot up to the new horizon got its PREPARE and its COMMIT, once; none beyond.
+    const newlyCovered = Array.from({ length: lastExecuted }, (_, i) => horizon + 1 + i).filter(
+      (seq) => seq <= L,
+    );
+    expect([...new Set(released)].sort((a, b) => a - b)).toEqual(newlyCovered);
+    expect(
+      sent
+        .filter((vote) => vote.type === 'prepare')
+        .map((vote) => vote.seq)
+        .sort((a, b) => a - b),
+    ).toEqual(newlyCovered);
   });
 });
