@@ -1104,6 +1104,10 @@ class Simulation {
     applyPersistOps(replica.storage, ready.persist);
     if (ready.persist.length > 0) this.options.onPersist?.(replica.id, ready.persist);
     const correct = this.isCorrect(replica);
+    // A step's events say what state it reached (e.g. `recovered`), and its sends were signed in
+    // that state: the trace shows the events first, since the Ready does not keep their interleaving.
+    for (const event of ready.events)
+      this.options.trace?.({ type: 'replica-event', atMs: this.nowMs, replica: replica.id, event });
     for (const outbound of ready.send) {
       this.options.trace?.({
         type: 'sent',
@@ -1138,7 +1142,6 @@ class Simulation {
       if (correct) this.checkers.onExecuted(replica.id, batch, replica.ledger.totalSupply());
     }
     for (const event of ready.events) {
-      this.options.trace?.({ type: 'replica-event', atMs: this.nowMs, replica: replica.id, event });
       if (!correct) {
         if (event.type === 'new-view-entered' && primaryOf(event.view, this.options.replicas) === replica.id)
           this.byzantinePrimaries.add(replica.id);

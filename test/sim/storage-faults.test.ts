@@ -43,6 +43,22 @@ function scenario(storage: StorageFaultKind): SimulationOptions {
   };
 }
 
+/** The slot a vote is for (null for view-change messages). */
+function voteSeq(message: Message): number | null {
+  switch (message.type) {
+    case 'pre-prepare':
+      return message.prePrepare.body.seq;
+    case 'prepare':
+      return message.prepare.body.seq;
+    case 'commit':
+      return message.commit.body.seq;
+    case 'checkpoint':
+      return message.checkpoint.body.seq;
+    default:
+      return null;
+  }
+}
+
 /** The replica that signed a vote at its top level (a NEW-VIEW it relays is its signer's, not its own). */
 function voteSigner(message: Message): number | null {
   switch (message.type) {
@@ -128,6 +144,11 @@ describe('storage faults in the simulator', () => {
         throw new Error(hint);
       if (end.type !== 'replica-event' || end.event.type !== 'recovered') throw new Error(hint);
       expect(end.event.seq, hint).toBeGreaterThanOrEqual(bounded.event.untilSeq);
+      // Once recovered it may vote again (if the run still has requests), only above the bound.
+      const votedSlots = sentBy0(recovered, trace.length).flatMap((message) =>
+        voteSigner(message) === 0 && voteSeq(message) !== null ? [voteSeq(message)!] : [],
+      );
+      expect(votedSlots.filter((seq) => seq <= bounded.event.untilSeq), hint).toEqual([]);
     },
   );
 
