@@ -43,6 +43,7 @@ const PRIMARY_SIDE_BEHAVIOURS: ReadonlySet<ByzantineBehaviour> = new Set<Byzanti
   'censor',
   'empty-batches',
   'big-batches',
+  'slow-primary',
 ]);
 
 /** The `--attack` argument: one of BYZANTINE_BEHAVIOURS, or a one-line message listing them. */

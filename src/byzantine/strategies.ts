@@ -49,6 +49,7 @@ export const BYZANTINE_BEHAVIOURS = [
   'big-batches',
   'flood-future-views',
   'selective-commit',
+  'slow-primary',
 ] as const;
 
 export type ByzantineBehaviour = (typeof BYZANTINE_BEHAVIOURS)[number];
@@ -76,7 +77,7 @@ export interface ByzantineContext {
    * The batch bounds every backup enforces: a liar that keeps to them is not refused for size.
    * Absent (a context made by hand in a test), DEFAULT_PROTOCOL_CONFIG's.
    */
-  protocol?: Pick<ProtocolConfig, 'batchSizeMax' | 'batchBytesMax'>;
+  protocol?: Pick<ProtocolConfig, 'batchSizeMax' | 'batchBytesMax' | 'viewChangeTimeoutTicks'>;
   random: ByzantineRandom;
   sign: (bytes: Uint8Array) => Uint8Array;
   sha256: Sha256;
@@ -771,6 +772,54 @@ function leftOut(context: ByzantineContext): ReplicaId[] {
   return out;
 }
 
+/** Ticks short of the backups' base timeout at which a slow primary lets a PRE-PREPARE go. */
+const SLOW_PRIMARY_MARGIN_TICKS = 2;
+
+/**
+ * As primary, holds every PRE-PREPARE its core proposes for just under the backups' base request
+ * timeout (viewChangeTimeoutTicks less SLOW_PRIMARY_MARGIN_TICKS, counted from when its core
+ * proposed, which is when the requests reached it, never later than a backup heard of them), then
+ * sends it to everyone. Each slot is held on its own, so the pipeline stays full and nothing is
+ * ever late enough for a backup's timer: the primary is not silent, only slow. Everything else,
+ * its NEW-VIEW included, is honest. Aimed at a request timer that judges liveness only: every
+ * request takes about one timeout, and closed-loop clients get a small fraction of the throughput.
+ */
+class SlowPrimary extends HonestByDefault {
+  readonly behaviour = 'slow-primary';
+  private ticks = 0;
+  /** PRE-PREPAREs held back, by `view:seq`, and when each goes out. */
+  private readonly held = new Map<string, { view: number; seq: number; message: Message; dueTick: number }>();
+  /** Slots whose PRE-PREPARE went out: the core's retransmissions of them pass. */
+  private readonly released = new Map<string, { view: number; seq: number }>();
+  override outgoing(message: Message, _to: ReplicaId, context: ByzantineContext): Payload[] {
+    if (message.type !== 'pre-prepare' || !isOwn(message, context.id)) return [message];
+    const { view, seq } = message.prePrepare.body;
+    const key = `${view}:${seq}`;
+    if (this.released.has(key)) return [message];
+    if (!this.held.has(key)) {
+      const timeoutTicks = (context.protocol ?? DEFAULT_PROTOCOL_CONFIG).viewChangeTimeoutTicks;
+      const holdTicks = Math.max(0, timeoutTicks - SLOW_PRIMARY_MARGIN_TICKS);
+      this.held.set(key, { view, seq, message, dueTick: this.ticks + holdTicks });
+    }
+    return [];
+  }
+  override onTick(context: ByzantineContext): Array<{ to: ReplicaId | 'all'; payload: Payload }> {
+    this.ticks++;
+    const out: Array<{ to: ReplicaId | 'all'; payload: Payload }> = [];
+    for (const [key, slot] of this.held) {
+      if (slot.view < context.view || slot.seq <= context.lowWatermark) this.held.delete(key);
+      else if (slot.dueTick <= this.ticks) {
+        out.push({ to: 'all', payload: slot.message });
+        this.held.delete(key);
+        this.released.set(key, { view: slot.view, seq: slot.seq });
+      }
+    }
+    for (const [key, slot] of this.released)
+      if (slot.view < context.view || slot.seq <= context.lowWatermark) this.released.delete(key);
+    return out;
+  }
+}
+
 export function createStrategy(behaviour: ByzantineBehaviour): ByzantineStrategy {
   switch (behaviour) {
     case 'silent':
@@ -809,5 +858,7 @@ export function createStrategy(behaviour: ByzantineBehaviour): ByzantineStrategy
       return new FloodFutureViews();
     case 'selective-commit':
       return new SelectiveCommit();
+    case 'slow-primary':
+      return new SlowPrimary();
   }
 }

@@ -266,6 +266,8 @@ export interface SimulationResult {
   unbackedVotes: Record<number, number>;
   falseCheckpoints: Record<number, number>;
   virtualTimeMs: number;
+  /** Virtual time at which the last client request completed (0 if none did). */
+  lastRequestDoneAtMs: number;
 }
 
 export interface RejectionCount {
@@ -495,6 +497,7 @@ class Simulation {
   private recoveryRequests = 0;
   /** When a correct replica last executed a batch. */
   private lastExecutedAtMs = 0;
+  private lastRequestDoneAtMs = 0;
   private readonly storageFaultLog: StorageFaultRecord[] = [];
   private highestView = 0;
   private largestFrameBytes = 0;
@@ -697,6 +700,7 @@ class Simulation {
       falseCheckpoints: this.judgeTappedCheckpoints(),
       laggards,
       virtualTimeMs: this.nowMs,
+      lastRequestDoneAtMs: this.lastRequestDoneAtMs,
     };
   }
 
@@ -1490,7 +1494,10 @@ class Simulation {
     client.current = null;
     client.seenSeq = Math.max(client.seenSeq, reply.seq);
     if (current.read) this.reads.ordered++;
-    else client.remaining--;
+    else {
+      client.remaining--;
+      this.lastRequestDoneAtMs = this.nowMs;
+    }
     client.believedView = Math.max(client.believedView, reply.view);
     if (current.read) this.queue.push(this.nowMs, { type: 'client-send', client: client.index });
     else this.clientThinks(client);
@@ -1518,7 +1525,10 @@ class Simulation {
       this.clientRequest(client, current.request.body.op, current.read);
       return;
     }
-    if (!current.read) client.remaining--;
+    if (!current.read) {
+      client.remaining--;
+      this.lastRequestDoneAtMs = this.nowMs;
+    }
     this.clientThinks(client);
   }
 

@@ -56,6 +56,7 @@ const SCENARIOS_ELSEWHERE = [
   'big-batches',
   'flood-future-views',
   'selective-commit',
+  'slow-primary',
 ];
 
 const CRASH_PRIMARY: ScriptedCrash[] = [{ replica: 0, atMs: 300, downMs: 3_000 }];
