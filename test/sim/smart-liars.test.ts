@@ -127,7 +127,12 @@ describe.each([
   ({ replicas, liars }) => {
     it('orders every request, each about a timeout late: the clients finish far later than with it honest', () => {
       for (const seed of SEEDS) {
-        const { lie, control, replay } = runBoth({ seed, replicas, ...liarsOf('slow-primary', liars), ...QUIET });
+        const { lie, control, replay } = runBoth({
+          seed,
+          replicas,
+          ...liarsOf('slow-primary', liars),
+          ...QUIET,
+        });
         expect(lie.byzantinePrimaries, replay).toContain(0);
         // Each client's requests go one after another, and each waits at least half a timeout for
         // its PRE-PREPARE (the liar holds it for all but SLOW_PRIMARY_MARGIN_TICKS of one).

@@ -148,7 +148,11 @@ describe('storage faults in the simulator', () => {
       const votedSlots = sentBy0(recovered, trace.length).flatMap((message) =>
         voteSigner(message) === 0 && voteSeq(message) !== null ? [voteSeq(message)!] : [],
       );
-      expect(votedSlots.filter((seq) => seq <= bounded.event.untilSeq), hint).toEqual([]);
+      const { untilSeq } = bounded.event;
+      expect(
+        votedSlots.filter((seq) => seq <= untilSeq),
+        hint,
+      ).toEqual([]);
     },
   );
 
