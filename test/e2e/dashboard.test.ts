@@ -6,7 +6,7 @@
  * and every expression the dashboard shows and every alert rule evaluates is asked of it: each
  * dashboard query (and each operand of an alert's comparisons) returns data, with at least one
  * finite value, so no panel or alert rests on a metric name, label or window that has no data. On
- * this healthy cluster no alert expression holds.
+ * this healthy cluster no alert expression holds (except the two that measure the machine's speed).
  *
  * The expressions are read from the files (the dashboard's JSON, and the rules as Prometheus loaded
  * them from alerts.yml), never listed here. Without promtool or prometheus on PATH (Debian package
@@ -54,6 +54,13 @@ const SCRAPES_BEFORE_QUERIES = 12;
 const DASHBOARD_VARIABLES: Record<string, string> = { job: JOB, __rate_interval: RATE_INTERVAL };
 /** Pause between the transfers that keep the testnet busy while Prometheus scrapes it. */
 const TRANSFER_PAUSE_MS = 50;
+/**
+ * Alerts on how fast this machine is (its disk's fsync, its cores), not on a fault: on a loaded CI
+ * machine they may hold on a healthy testnet, so only their operands are checked here (their
+ * firing and not firing is alerts.test.yml's). Measured on a 2-core machine: storage p99 9-10 ms,
+ * 20-36 ms beside two busy loops and an fsync loop (threshold 50 ms); commit p99 0.05-0.1 s (4 s).
+ */
+const MACHINE_SPEED_ALERTS = new Set(['PbftStorageSlow', 'PbftCommitLatencyHigh']);
 const READY_TIMEOUT_MS = 20_000;
 const PROMETHEUS_STOP_GRACE_MS = 5_000;
 
@@ -385,7 +392,7 @@ describe.skipIf(PROMETHEUS === undefined)('a real Prometheus scraping a real 4-r
     expect(problems).toEqual([]);
   });
 
-  it('every alert rule of alerts.yml evaluates cleanly, compares metrics that have data, and none holds on the healthy testnet', async () => {
+  it('every alert rule evaluates cleanly, what it compares has data, and no fault alert holds on the healthy testnet', async () => {
     // Rules as Prometheus loaded them; evaluated at least once (evaluation_interval = scrape interval).
     const rules = await until('the alert rules to be evaluated', async () => {
       const loaded = (await prometheusGet<RulesResult>('/api/v1/rules?type=alert')).data.groups.flatMap(
@@ -398,10 +405,12 @@ describe.skipIf(PROMETHEUS === undefined)('a real Prometheus scraping a real 4-r
 
     const problems: string[] = [];
     for (const rule of rules) {
-      if (rule.state !== 'inactive') problems.push(`${rule.name} is ${rule.state} on a healthy testnet`);
+      const healthyMeansQuiet = !MACHINE_SPEED_ALERTS.has(rule.name);
+      if (healthyMeansQuiet && rule.state !== 'inactive')
+        problems.push(`${rule.name} is ${rule.state} on a healthy testnet`);
       const whole = await query(rule.query);
       if (whole.status !== 'success') problems.push(`${rule.name}: ${rule.query}: ${whole.error}`);
-      else if ((whole.data?.result.length ?? 0) > 0)
+      else if (healthyMeansQuiet && (whole.data?.result.length ?? 0) > 0)
         problems.push(`${rule.name} holds on a healthy testnet: ${JSON.stringify(whole.data?.result)}`);
       const operands = comparedOperands(rule.query);
       if (operands.length === 0) problems.push(`${rule.name}: ${rule.query}: no operand found`);
