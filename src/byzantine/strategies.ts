@@ -772,46 +772,74 @@ function leftOut(context: ByzantineContext): ReplicaId[] {
   return out;
 }
 
-/** Ticks short of the backups' base timeout at which a slow primary lets a PRE-PREPARE go. */
+/** Ticks a slow primary keeps in hand beyond twice the agreement time it measured. */
 const SLOW_PRIMARY_MARGIN_TICKS = 2;
+/** Agreement times a slow primary remembers (it plans with the longest of them). */
+const SLOW_PRIMARY_SAMPLES_MAX = 32;
 
 /**
- * As primary, holds every PRE-PREPARE its core proposes for just under the backups' base request
- * timeout (viewChangeTimeoutTicks less SLOW_PRIMARY_MARGIN_TICKS, counted from when its core
- * proposed, which is when the requests reached it, never later than a backup heard of them), then
- * sends it to everyone. Each slot is held on its own, so the pipeline stays full and nothing is
- * ever late enough for a backup's timer: the primary is not silent, only slow. Everything else,
- * its NEW-VIEW included, is honest. Aimed at a request timer that judges liveness only: every
- * request takes about one timeout, and closed-loop clients get a small fraction of the throughput.
+ * As primary, holds every PRE-PREPARE its core proposes for as long as it dares, then sends it to
+ * everyone: the backups' base request timeout (viewChangeTimeoutTicks), less twice the longest
+ * agreement it measured recently (ticks from sending a PRE-PREPARE to seeing 2f COMMITs of others
+ * for it), less SLOW_PRIMARY_MARGIN_TICKS. The hold counts from when its core proposed, which is
+ * when the requests reached it, never later than a backup heard of them, so each request executes
+ * just before a backup's timer for it would expire, under any load. Each slot is held on its own,
+ * so the pipeline stays full; its core's retransmissions of a held slot are swallowed. Honest
+ * otherwise, its NEW-VIEW included. It is never silent, only slow: aimed at a request timer that
+ * judges liveness, not pace.
  */
 class SlowPrimary extends HonestByDefault {
   readonly behaviour = 'slow-primary';
   private ticks = 0;
+  /** The cluster's size, from the last context seen (observe gets none). */
+  private replicaCount = 4;
   /** PRE-PREPAREs held back, by `view:seq`, and when each goes out. */
   private readonly held = new Map<string, { view: number; seq: number; message: Message; dueTick: number }>();
-  /** Slots whose PRE-PREPARE went out: the core's retransmissions of them pass. */
-  private readonly released = new Map<string, { view: number; seq: number }>();
+  /** Slots whose PRE-PREPARE went out: when, and the replicas whose COMMIT for it arrived. */
+  private readonly released = new Map<
+    string,
+    { view: number; seq: number; atTick: number; commits: Set<ReplicaId> }
+  >();
+  /** Recent agreement times, in ticks. */
+  private readonly agreementTicks: number[] = [];
   override outgoing(message: Message, _to: ReplicaId, context: ByzantineContext): Payload[] {
     if (message.type !== 'pre-prepare' || !isOwn(message, context.id)) return [message];
     const { view, seq } = message.prePrepare.body;
     const key = `${view}:${seq}`;
     if (this.released.has(key)) return [message];
-    if (!this.held.has(key)) {
-      const timeoutTicks = (context.protocol ?? DEFAULT_PROTOCOL_CONFIG).viewChangeTimeoutTicks;
-      const holdTicks = Math.max(0, timeoutTicks - SLOW_PRIMARY_MARGIN_TICKS);
-      this.held.set(key, { view, seq, message, dueTick: this.ticks + holdTicks });
-    }
+    if (!this.held.has(key))
+      this.held.set(key, { view, seq, message, dueTick: this.ticks + this.holdTicks(context) });
     return [];
+  }
+  override observe(message: Message): void {
+    if (message.type !== 'commit') return;
+    const { view, seq, replica } = message.commit.body;
+    const slot = this.released.get(`${view}:${seq}`);
+    if (slot === undefined || slot.commits.has(replica)) return;
+    slot.commits.add(replica);
+    // 2f COMMITs of others (f from n = 3f + 1 or more): the slot committed at the replicas that sent them.
+    if (slot.commits.size !== 2 * Math.floor((this.replicaCount - 1) / 3)) return;
+    this.agreementTicks.push(this.ticks - slot.atTick);
+    if (this.agreementTicks.length > SLOW_PRIMARY_SAMPLES_MAX) this.agreementTicks.shift();
+  }
+  private holdTicks(context: ByzantineContext): number {
+    this.replicaCount = context.replicaCount;
+    const timeoutTicks = (context.protocol ?? DEFAULT_PROTOCOL_CONFIG).viewChangeTimeoutTicks;
+    // Before it has measured anything, it assumes agreement takes a quarter of the timeout.
+    const agreement =
+      this.agreementTicks.length === 0 ? timeoutTicks / 4 : Math.max(...this.agreementTicks);
+    return Math.max(0, Math.floor(timeoutTicks - 2 * agreement - SLOW_PRIMARY_MARGIN_TICKS));
   }
   override onTick(context: ByzantineContext): Array<{ to: ReplicaId | 'all'; payload: Payload }> {
     this.ticks++;
+    this.replicaCount = context.replicaCount;
     const out: Array<{ to: ReplicaId | 'all'; payload: Payload }> = [];
     for (const [key, slot] of this.held) {
       if (slot.view < context.view || slot.seq <= context.lowWatermark) this.held.delete(key);
       else if (slot.dueTick <= this.ticks) {
         out.push({ to: 'all', payload: slot.message });
         this.held.delete(key);
-        this.released.set(key, { view: slot.view, seq: slot.seq });
+        this.released.set(key, { view: slot.view, seq: slot.seq, atTick: this.ticks, commits: new Set() });
       }
     }
     for (const [key, slot] of this.released)
