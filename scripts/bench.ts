@@ -35,12 +35,15 @@ import type { ByzantineBehaviour } from '../src/byzantine/strategies.ts';
 import type { PbftClient } from '../src/client/client.ts';
 import { type CryptoBackend, createSigner, createVerifier } from '../src/crypto/index.ts';
 import { LOG_LEVELS, type LogLevel } from '../src/node/cluster-config.ts';
+import { Random } from '../src/util/random.ts';
 import {
+  type Attack,
+  type AttackerRole,
   type AttackJudgement,
   defaultLiarRole,
+  isClientAttack,
   judgeAttack,
   LIAR_ROLES,
-  type LiarRole,
   liarReplacedAtMs,
   liarReplica,
   parseAttackBehaviour,
@@ -51,6 +54,7 @@ import {
   viewChangesDuring,
 } from './lib/attack.ts';
 import { AckTimeline } from './lib/chaos-recovery.ts';
+import { HostileClient } from './lib/hostile-client.ts';
 import {
   type LoadDriver,
   type LoadOptions,
@@ -117,6 +121,8 @@ const OTHER_CPU_WARNING_PERCENT = 10;
  * it does not happen while the idle cluster starts) and what it cost are inside the measurement.
  */
 const ATTACK_WARMUP_DEFAULT_S = 0;
+/** The hostile client's random source (which frames it sends): fixed, so runs compare. */
+const HOSTILE_CLIENT_SEED = 1;
 /** With --attack, how often every replica's /metrics is read for its view. */
 const VIEW_POLL_MS = 200;
 /** A /metrics read that takes longer counts as no reading. */
@@ -140,8 +146,8 @@ interface BenchOptions {
   keep: boolean;
   logLevel?: LogLevel;
   json: boolean;
-  attack?: ByzantineBehaviour;
-  liar?: LiarRole;
+  attack?: Attack;
+  liar?: AttackerRole;
   replaceMax?: number;
   requireGoals: boolean;
   plot?: string;
@@ -282,7 +288,8 @@ function parseOptions(): BenchOptions {
     .option('--json', 'print one JSON object as the last line', false)
     .option(
       '--attack <behaviour>',
-      'measure twice, fault-free and then with one replica running pbft node --byzantine BEHAVIOUR',
+      'measure twice, fault-free and then with one replica running pbft node --byzantine BEHAVIOUR ' +
+        '(or, for hostile-client, with a hostile client beside the load)',
       parseAttackBehaviour,
     )
     .addOption(
@@ -317,6 +324,8 @@ function parseOptions(): BenchOptions {
       program.error('--liar, --replace-max and --require-goals need --attack BEHAVIOUR');
   } else {
     if (options.soak) program.error('--attack and --soak do not go together: run them separately');
+    if (isClientAttack(options.attack) && options.liar !== undefined)
+      program.error(`--liar names a replica; ${options.attack} is a client attack`);
     options.liar ??= defaultLiarRole(options.attack);
     if (program.getOptionValueSource('warmup') === 'default') options.warmup = ATTACK_WARMUP_DEFAULT_S;
   }
@@ -524,6 +533,8 @@ interface PhaseTimeline {
 interface PhaseSetup {
   /** The replica started with --byzantine, and its behaviour; none in a fault-free phase. */
   liar?: { replica: number; behaviour: ByzantineBehaviour };
+  /** A hostile client (scripts/lib/hostile-client.ts) runs beside the load, in this process. */
+  hostileClient?: boolean;
   /** Read every replica's view throughout (--attack and --plot runs, both phases alike). */
   watchViews: boolean;
 }
@@ -609,6 +620,18 @@ async function measurePhase(
       ? await startLoadProcess(loadOptions, loadProfileArgs)
       : await startLoadInProcess(loadOptions);
   cleanup.add(() => load.stop());
+  if (setup.hostileClient) {
+    const hostile = new HostileClient(cluster.config, new Random(HOSTILE_CLIENT_SEED));
+    await hostile.start();
+    cleanup.add(async () => {
+      const report = await hostile.stop();
+      log(
+        `hostile client: ${report.freshKeyRequests} fresh-key requests, ${report.badSignatures} bad ` +
+          `signatures, ${report.oversizedFrames} oversized frames, ${report.reconnects} reconnects`,
+      );
+    });
+    log('hostile client started');
+  }
 
   log(`warming up for ${options.warmup} s`);
   await sleep(options.warmup * 1000);
@@ -781,9 +804,10 @@ interface AttackPhaseResult extends BenchResult {
 }
 
 interface AttackResult {
-  attack: ByzantineBehaviour;
+  attack: Attack;
   /** Which replica lied: the primary of view 0 (replica 0) or a backup (replica n-1). */
-  liar: { role: LiarRole; replica: number };
+  /** Which replica lied, or null for a client attack (role 'client'). */
+  liar: { role: AttackerRole; replica: number | null };
   replicas: number;
   clients: number;
   /** tx/s under attack ÷ tx/s fault-free. */
@@ -800,19 +824,25 @@ interface AttackResult {
 }
 
 async function runAttack(options: BenchOptions, cleanup: Cleanup): Promise<AttackResult> {
-  const behaviour = options.attack!;
+  const attack = options.attack!;
   const role = options.liar!;
-  const replica = liarReplica(role, options.replicas);
+  const replica = role === 'client' ? null : liarReplica(role, options.replicas);
   const machine = measureMachine(options);
   log('phase 1 of 2: fault-free');
   const faultFree = await runPhase(options, cleanup, machine, { watchViews: true });
-  log(
-    `phase 2 of 2: replica ${replica} (the ${role === 'primary' ? 'primary of view 0' : 'last backup'}) lies`,
-  );
-  const underAttack = await runPhase(options, cleanup, machine, {
-    watchViews: true,
-    liar: { replica, behaviour },
-  });
+  let underAttack: Phase;
+  if (isClientAttack(attack) || replica === null) {
+    log(`phase 2 of 2: a hostile client beside the load (${attack})`);
+    underAttack = await runPhase(options, cleanup, machine, { watchViews: true, hostileClient: true });
+  } else {
+    log(
+      `phase 2 of 2: replica ${replica} (the ${role === 'primary' ? 'primary of view 0' : 'last backup'}) lies`,
+    );
+    underAttack = await runPhase(options, cleanup, machine, {
+      watchViews: true,
+      liar: { replica, behaviour: attack },
+    });
+  }
   const views = underAttack.views!;
   if (options.plot !== undefined)
     await writePlot(options.plot, attackPlot(options, faultFree.timeline, underAttack.timeline, replica));
@@ -825,7 +855,7 @@ async function runAttack(options: BenchOptions, cleanup: Cleanup): Promise<Attac
     replacementBoundS,
   });
   return {
-    attack: behaviour,
+    attack,
     liar: { role, replica },
     replicas: options.replicas,
     clients: options.clients,
@@ -850,21 +880,25 @@ function attackPlot(
   options: BenchOptions,
   faultFree: PhaseTimeline,
   underAttack: PhaseTimeline,
-  liar: number,
+  liar: number | null,
 ): TimelinePlot {
+  const who = liar === null ? 'a hostile client' : `replica ${liar} (${options.liar})`;
   const offsetS = faultFree.durationS;
   const later = <T extends { atS: number }>(items: readonly T[]): T[] =>
     items.map((item) => ({ ...item, atS: item.atS + offsetS }));
   return {
     title: `pbft bench --attack ${options.attack}: ${options.replicas} replicas, ${options.clients} closed-loop clients`,
-    subtitle: `${round(faultFree.durationS)} s fault-free, then ${round(underAttack.durationS)} s on a fresh cluster with replica ${liar} (${options.liar}) lying; dashed: 2f+1 correct replicas settled in a new view`,
+    subtitle: `${round(faultFree.durationS)} s fault-free, then ${round(underAttack.durationS)} s on a fresh cluster with ${who} lying; dashed: 2f+1 correct replicas settled in a new view`,
     bucketS: 1,
     points: [...faultFree.points, ...later(underAttack.points)],
     intervals: [
       {
         fromS: offsetS,
         toS: offsetS + underAttack.durationS,
-        label: `attack: replica ${liar} (${options.liar}) runs --byzantine ${options.attack}`,
+        label:
+          liar === null
+            ? `attack: ${options.attack} beside the load`
+            : `attack: replica ${liar} (${options.liar}) runs --byzantine ${options.attack}`,
         kind: 'attack',
       },
     ],
@@ -891,7 +925,12 @@ function formatReplacement(result: AttackResult): string {
 
 function formatAttack(result: AttackResult): string {
   const { faultFree, underAttack } = result;
-  const who = result.liar.role === 'primary' ? 'the primary of view 0' : 'a backup';
+  const who =
+    result.liar.role === 'primary'
+      ? `replica ${result.liar.replica} (the primary of view 0)`
+      : result.liar.role === 'backup'
+        ? `replica ${result.liar.replica} (a backup)`
+        : 'a client';
   const rows: Array<[string, string, string]> = [
     ['', 'fault-free', 'under attack'],
     ['throughput (transfers/s)', String(faultFree.txPerSec), String(underAttack.txPerSec)],
@@ -914,7 +953,7 @@ function formatAttack(result: AttackResult): string {
   const lines: Array<[string, string]> = [
     [
       'attack',
-      `${result.attack} by replica ${result.liar.replica} (${who}); ${result.replicas} replicas, ` +
+      `${result.attack} by ${who}; ${result.replicas} replicas, ` +
         `${result.clients} clients, ${faultFree.durationS} s / ${underAttack.durationS} s measured ` +
         `after ${faultFree.warmupS} s warm-up, each phase on a fresh cluster`,
     ],

@@ -5,8 +5,9 @@
  *
  * A run measures the same load twice, fault-free and then with one replica started with
  * `pbft node --byzantine BEHAVIOUR`, and relates the two: R = tx/s under attack ÷ tx/s fault-free.
- * The goals (issue "Smart liars", throughput under attack): a lying backup costs at most a fifth of
- * the throughput (R ≥ 0.8); a lying primary is replaced within a bound and costs at most half
+ * With a client attack (CLIENT_ATTACKS) the second phase adds a hostile client to the load instead.
+ * The goals (issue "Smart liars", throughput under attack): a lying backup or a hostile client costs
+ * at most a fifth of the throughput (R ≥ 0.8); a lying primary is replaced within a bound and costs at most half
  * (R ≥ 0.5).
  */
 import { InvalidArgumentError } from 'commander';
@@ -19,8 +20,26 @@ import {
 export type LiarRole = 'primary' | 'backup';
 export const LIAR_ROLES: readonly LiarRole[] = ['primary', 'backup'];
 
+/**
+ * Attacks by a client rather than a replica: `hostile-client` (scripts/lib/hostile-client.ts, the
+ * chaos runner's): fresh keys without accounts, bad signatures and oversized frames, as fast as a
+ * client connection may send, to every replica, beside the honest load.
+ */
+export const CLIENT_ATTACKS = ['hostile-client'] as const;
+export type ClientAttack = (typeof CLIENT_ATTACKS)[number];
+/** What `--attack` names: a replica's behaviour or a client's attack. */
+export type Attack = ByzantineBehaviour | ClientAttack;
+/** Who attacks: a replica in one of LIAR_ROLES, or a client. */
+export type AttackerRole = LiarRole | 'client';
+
+export function isClientAttack(attack: Attack): attack is ClientAttack {
+  return (CLIENT_ATTACKS as readonly string[]).includes(attack);
+}
+
 /** A lying backup may cost at most this share of the fault-free throughput: R ≥ 0.8. */
 export const R_MIN_BACKUP = 0.8;
+/** A hostile client, likewise: R ≥ 0.8. */
+export const R_MIN_CLIENT = 0.8;
 /** A lying primary, replaced in time, may cost at most half: R ≥ 0.5. */
 export const R_MIN_PRIMARY = 0.5;
 /**
@@ -46,16 +65,23 @@ const PRIMARY_SIDE_BEHAVIOURS: ReadonlySet<ByzantineBehaviour> = new Set<Byzanti
   'slow-primary',
 ]);
 
-/** The `--attack` argument: one of BYZANTINE_BEHAVIOURS, or a one-line message listing them. */
-export function parseAttackBehaviour(value: string): ByzantineBehaviour {
-  if (!isByzantineBehaviour(value)) {
-    throw new InvalidArgumentError(`BEHAVIOUR must be one of ${BYZANTINE_BEHAVIOURS.join(', ')}`);
-  }
-  return value;
+/**
+ * The `--attack` argument: one of BYZANTINE_BEHAVIOURS or CLIENT_ATTACKS, or a one-line message
+ * listing them.
+ */
+export function parseAttackBehaviour(value: string): Attack {
+  if (isByzantineBehaviour(value)) return value;
+  if ((CLIENT_ATTACKS as readonly string[]).includes(value)) return value as ClientAttack;
+  throw new InvalidArgumentError(
+    `BEHAVIOUR must be one of ${[...BYZANTINE_BEHAVIOURS, ...CLIENT_ATTACKS].join(', ')}`,
+  );
 }
 
-export function defaultLiarRole(behaviour: ByzantineBehaviour): LiarRole {
-  return PRIMARY_SIDE_BEHAVIOURS.has(behaviour) ? 'primary' : 'backup';
+export function defaultLiarRole(behaviour: ByzantineBehaviour): LiarRole;
+export function defaultLiarRole(attack: Attack): AttackerRole;
+export function defaultLiarRole(attack: Attack): AttackerRole {
+  if (isClientAttack(attack)) return 'client';
+  return PRIMARY_SIDE_BEHAVIOURS.has(attack) ? 'primary' : 'backup';
 }
 
 /** The primary of view 0 (replica 0), or the backup furthest from it in the primary rotation (n-1). */
@@ -150,7 +176,7 @@ export interface AttackJudgement {
 }
 
 export interface AttackFigures {
-  role: LiarRole;
+  role: AttackerRole;
   txPerSecFaultFree: number;
   txPerSecUnderAttack: number;
   /** Seconds from the start of the measured attack phase until the liar was replaced; null: never. */
@@ -159,7 +185,10 @@ export interface AttackFigures {
   replacementBoundS: number;
 }
 
-/** R and the goals: R ≥ 0.8 for a lying backup; replaced within the bound and R ≥ 0.5 for a primary. */
+/**
+ * R and the goals: R ≥ 0.8 for a lying backup or a hostile client; replaced within the bound and
+ * R ≥ 0.5 for a primary.
+ */
 export function judgeAttack(figures: AttackFigures): AttackJudgement {
   const R =
     figures.txPerSecFaultFree > 0
@@ -168,12 +197,14 @@ export function judgeAttack(figures: AttackFigures): AttackJudgement {
   const goals: Goal[] =
     figures.role === 'backup'
       ? [{ name: `R >= ${R_MIN_BACKUP}`, pass: R >= R_MIN_BACKUP }]
-      : [
-          {
-            name: `replaced within ${figures.replacementBoundS} s`,
-            pass: figures.replacedAfterS !== null && figures.replacedAfterS <= figures.replacementBoundS,
-          },
-          { name: `R >= ${R_MIN_PRIMARY}`, pass: R >= R_MIN_PRIMARY },
-        ];
+      : figures.role === 'client'
+        ? [{ name: `R >= ${R_MIN_CLIENT}`, pass: R >= R_MIN_CLIENT }]
+        : [
+            {
+              name: `replaced within ${figures.replacementBoundS} s`,
+              pass: figures.replacedAfterS !== null && figures.replacedAfterS <= figures.replacementBoundS,
+            },
+            { name: `R >= ${R_MIN_PRIMARY}`, pass: R >= R_MIN_PRIMARY },
+          ];
   return { R, goals, pass: goals.every((goal) => goal.pass) };
 }

@@ -6,6 +6,7 @@
 import { InvalidArgumentError } from 'commander';
 import { describe, expect, it } from 'vitest';
 import {
+  CLIENT_ATTACKS,
   defaultLiarRole,
   judgeAttack,
   LIAR_ROLES,
@@ -33,6 +34,13 @@ describe('bench --attack: the argument', () => {
     for (const behaviour of BYZANTINE_BEHAVIOURS) expect(parseAttackBehaviour(behaviour)).toBe(behaviour);
   });
 
+  it('takes the client attacks, which run as a client, not as a replica', () => {
+    for (const attack of CLIENT_ATTACKS) {
+      expect(parseAttackBehaviour(attack)).toBe(attack);
+      expect(defaultLiarRole(attack)).toBe('client');
+    }
+  });
+
   it('refuses an unknown behaviour with one line that lists the valid ones', () => {
     expect(() => parseAttackBehaviour('lie-a-lot')).toThrow(InvalidArgumentError);
     try {
@@ -40,7 +48,8 @@ describe('bench --attack: the argument', () => {
     } catch (error) {
       const message = (error as Error).message;
       expect(message).not.toContain('\n');
-      for (const behaviour of BYZANTINE_BEHAVIOURS) expect(message).toContain(behaviour);
+      for (const behaviour of [...BYZANTINE_BEHAVIOURS, ...CLIENT_ATTACKS])
+        expect(message).toContain(behaviour);
     }
   });
 
@@ -158,6 +167,14 @@ describe('bench --attack: R and the goals', () => {
     });
     expect(fail.R).toBe(0.799);
     expect(fail.pass).toBe(false);
+  });
+
+  it('a hostile client: R >= 0.8 only, nothing to replace', () => {
+    const figures = { role: 'client', replacedAfterS: null, replacementBoundS: 6 } as const;
+    const pass = judgeAttack({ ...figures, txPerSecFaultFree: 1_000, txPerSecUnderAttack: 800 });
+    expect(pass).toEqual({ R: 0.8, goals: [{ name: 'R >= 0.8', pass: true }], pass: true });
+    const fail = judgeAttack({ ...figures, txPerSecFaultFree: 1_000, txPerSecUnderAttack: 222 });
+    expect(fail).toEqual({ R: 0.222, goals: [{ name: 'R >= 0.8', pass: false }], pass: false });
   });
 
   it('a lying primary: replaced within the bound, and R >= 0.5', () => {
