@@ -826,8 +826,7 @@ class SlowPrimary extends HonestByDefault {
     this.replicaCount = context.replicaCount;
     const timeoutTicks = (context.protocol ?? DEFAULT_PROTOCOL_CONFIG).viewChangeTimeoutTicks;
     // Before it has measured anything, it assumes agreement takes a quarter of the timeout.
-    const agreement =
-      this.agreementTicks.length === 0 ? timeoutTicks / 4 : Math.max(...this.agreementTicks);
+    const agreement = this.agreementTicks.length === 0 ? timeoutTicks / 4 : Math.max(...this.agreementTicks);
     return Math.max(0, Math.floor(timeoutTicks - 2 * agreement - SLOW_PRIMARY_MARGIN_TICKS));
   }
   override onTick(context: ByzantineContext): Array<{ to: ReplicaId | 'all'; payload: Payload }> {
