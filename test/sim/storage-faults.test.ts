@@ -16,6 +16,7 @@ import {
   STORAGE_FAULT_KINDS,
   type StorageFaultKind,
 } from '../../src/sim/simulation.ts';
+import { seqOf } from '../unit/protocol/harness.ts';
 
 /** Messages that are votes, or speak for what a replica prepared: none may leave a recovering replica. */
 const VOTE_TYPES: ReadonlySet<Message['type']> = new Set([
@@ -41,22 +42,6 @@ function scenario(storage: StorageFaultKind): SimulationOptions {
     faults: false,
     crashes: [{ replica: 0, atMs, downMs: 200, storage }],
   };
-}
-
-/** The slot a vote is for (null for view-change messages). */
-function voteSeq(message: Message): number | null {
-  switch (message.type) {
-    case 'pre-prepare':
-      return message.prePrepare.body.seq;
-    case 'prepare':
-      return message.prepare.body.seq;
-    case 'commit':
-      return message.commit.body.seq;
-    case 'checkpoint':
-      return message.checkpoint.body.seq;
-    default:
-      return null;
-  }
 }
 
 /** The replica that signed a vote at its top level (a NEW-VIEW it relays is its signer's, not its own). */
@@ -146,7 +131,7 @@ describe('storage faults in the simulator', () => {
       expect(end.event.seq, hint).toBeGreaterThanOrEqual(bounded.event.untilSeq);
       // Once recovered it may vote again (if the run still has requests), only above the bound.
       const votedSlots = sentBy0(recovered, trace.length).flatMap((message) =>
-        voteSigner(message) === 0 && voteSeq(message) !== null ? [voteSeq(message)!] : [],
+        voteSigner(message) === 0 && seqOf(message) !== undefined ? [seqOf(message)!] : [],
       );
       const { untilSeq } = bounded.event;
       expect(
